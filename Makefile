@@ -1,0 +1,111 @@
+# impromptu — build, run and test on Debian/Ubuntu.
+#
+#   make demo    install what is missing, then share an xterm (prints the URL to open)
+#   make test    install what is missing, then lint + pytest + node --test (what CI runs)
+#
+# Package installation runs apt-get only for packages that are missing, through sudo unless already root, and
+# never asks questions, so `make test` works unattended as root on a fresh Debian 12.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# apt-get and pip must not run side by side.
+.NOTPARALLEL:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install: the venv is rebuilt only when pyproject.toml is newer.
+STAMP := $(VENV)/.installed
+# A venv left without pip (made before python3-venv was installed) counts as no venv.
+VENV_WORKS = $(BIN)/python -m pip --version >/dev/null 2>&1
+DEMO_ARGS ?=
+
+# What `make demo` needs (ffplay, from ffmpeg, is used by the benchmarks).
+RUN_PACKAGES := xvfb xterm x11-xserver-utils xauth ffmpeg fonts-dejavu-core
+# Added for the tests: Debian's Chromium at /usr/bin/chromium, driven by playwright (never `playwright install`).
+TEST_PACKAGES := $(RUN_PACKAGES) chromium procps
+
+# $(call install-missing,PACKAGES,NEED_NODE): one `apt-get update` and one `apt-get install` for whatever is
+# missing among PACKAGES, plus python3/python3-venv when no venv can be made, plus nodejs when NEED_NODE is set
+# and `node` is not on PATH. Does nothing at all when everything is there.
+define install-missing
+missing=(); \
+for pkg in $(1); do \
+	[[ "$$(dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null)" == *" ok installed" ]] || missing+=("$$pkg"); \
+done; \
+if ! command -v $(PYTHON) >/dev/null 2>&1; then \
+	missing+=(python3 python3-venv); \
+elif ! $(VENV_WORKS); then \
+	probe=$$(mktemp -d); \
+	$(PYTHON) -m venv "$$probe/venv" >/dev/null 2>&1 || missing+=(python3-venv); \
+	rm -rf "$$probe"; \
+fi; \
+if [ -n "$(2)" ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi; \
+if [ $${#missing[@]} -eq 0 ]; then echo "system packages: all present"; exit 0; fi; \
+echo "system packages missing: $${missing[*]}"; \
+if ! command -v apt-get >/dev/null 2>&1; then \
+	echo "no apt-get here: install the equivalents of: $${missing[*]}" >&2; exit 1; \
+fi; \
+sudo=""; \
+if [ "$$(id -u)" -ne 0 ]; then \
+	command -v sudo >/dev/null 2>&1 || { echo "run as root or install sudo to install: $${missing[*]}" >&2; exit 1; }; \
+	sudo=sudo; \
+fi; \
+$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null; \
+$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$${missing[@]}" </dev/null
+endef
+
+.PHONY: help deps deps-run deps-test venv demo test lint pytest jstest bench clean distclean
+
+help:
+	@echo "make demo       install what is missing, then share an xterm: impromptu vdisplay run -- xterm"
+	@echo "make test       lint + pytest + node --test (installs missing Debian packages and the venv first)"
+	@echo "make lint       ruff check + mypy"
+	@echo "make bench      run the benchmarks in bench/ and print a table"
+	@echo "make deps       install missing Debian packages (deps-run: for demo; deps-test: also for tests)"
+	@echo "make venv       create $(VENV) with impromptu installed editable, with test extras"
+	@echo "make clean      remove caches; make distclean also removes $(VENV)"
+
+deps: deps-test
+
+deps-run:
+	@$(call install-missing,$(RUN_PACKAGES),)
+
+deps-test:
+	@$(call install-missing,$(TEST_PACKAGES),node)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(VENV_WORKS) || $(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
+	@touch $@
+
+demo: deps-run venv
+	$(BIN)/impromptu vdisplay run $(DEMO_ARGS) -- xterm
+
+test: deps-test venv
+	@$(MAKE) --no-print-directory lint pytest jstest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -q tests/
+
+# From inside tests/js, node finds its test files the same way on Node 18 (Debian 12) and on later releases,
+# which read command-line arguments as globs rather than directories.
+jstest:
+	cd tests/js && node --test
+
+bench: deps-test venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

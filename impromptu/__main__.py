@@ -1,0 +1,3 @@
+from impromptu.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""The ``impromptu`` command line: parse options, build a session, run it. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from impromptu.errors import ImpromptuError, UsageError
+from impromptu.runner import RunOptions, run_share, run_vdisplay
+
+app = typer.Typer(
+    help="Instant shared desktops: share an X display or app to any browser, peer to peer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+vdisplay_app = typer.Typer(help="Run apps on a fresh virtual display (Xvfb) and share it.", no_args_is_help=True)
+app.add_typer(vdisplay_app, name="vdisplay")
+
+SizeOpt = Annotated[str, typer.Option("--size", help="Virtual screen size, WIDTHxHEIGHT.")]
+FpsOpt = Annotated[int, typer.Option("--fps", help="Maximum frames per second.", min=1, max=120)]
+BindOpt = Annotated[str, typer.Option("--bind", help="HOST:PORT of the page and signaling server.")]
+IceAddressOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ice-address", help="Offer ICE host candidates on this address only (repeatable)."),
+]
+IceServerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ice-server", help="A STUN or TURN URL to use (repeatable). Default: none."),
+]
+TlsCertOpt = Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate for HTTPS.")]
+TlsKeyOpt = Annotated[Path | None, typer.Option("--tls-key", help="PEM private key for HTTPS.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens to stderr.")]
+
+
+def _options(
+    fps: int,
+    bind: str,
+    ice_address: list[str] | None,
+    ice_server: list[str] | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> RunOptions:
+    return RunOptions.parse(
+        fps=fps,
+        bind=bind,
+        ice_addresses=tuple(ice_address or ()),
+        ice_servers=tuple(ice_server or ()),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="impromptu: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # aiortc and aioice log connection-level chatter at INFO/WARNING that a user cannot act on.
+        for noisy in ("aiortc", "aioice"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _exit_with(code: int) -> None:
+    sys.stdout.flush()
+    raise typer.Exit(code)
+
+
+@vdisplay_app.command("run", context_settings={"allow_interspersed_args": False})
+def vdisplay_run(
+    command: Annotated[list[str], typer.Argument(help="The app to run on the display, after `--`.")],
+    size: SizeOpt = "1280x800",
+    fps: FpsOpt = 30,
+    bind: BindOpt = "127.0.0.1:8080",
+    ice_address: IceAddressOpt = None,
+    ice_server: IceServerOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status."""
+    _setup_logging(verbose)
+    try:
+        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key)
+        screen = RunOptions.parse_size(size)
+        code = asyncio.run(run_vdisplay(options, screen, command))
+    except ImpromptuError as exc:
+        _fail(exc)
+    _exit_with(code)
+
+
+@app.command("share")
+def share(
+    display: Annotated[str | None, typer.Option("--display", help="The X display to share. Default: $DISPLAY.")] = None,
+    fps: FpsOpt = 30,
+    bind: BindOpt = "127.0.0.1:8080",
+    ice_address: IceAddressOpt = None,
+    ice_server: IceServerOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Share an existing X display until Ctrl-C."""
+    _setup_logging(verbose)
+    try:
+        target = display or os.environ.get("DISPLAY")
+        if not target:
+            raise UsageError("no display to share: pass --display :N or set DISPLAY")
+        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key)
+        code = asyncio.run(run_share(options, target))
+    except ImpromptuError as exc:
+        _fail(exc)
+    _exit_with(code)
+
+
+@app.command("doctor")
+def doctor(
+    display: Annotated[
+        str | None, typer.Option("--display", help="Check this X display instead of a temporary Xvfb.")
+    ] = None,
+) -> None:
+    """Check this machine: Xvfb, X extensions, encoders. Says what is missing and how to install it."""
+    from impromptu.doctor import format_report, run_checks
+
+    checks = run_checks(display)
+    typer.echo(format_report(checks))
+    if any(c.required and not c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def _fail(exc: ImpromptuError) -> None:
+    typer.echo(f"impromptu: error: {exc}", err=True)
+    raise typer.Exit(2 if isinstance(exc, UsageError) else 1)
+
+
+def main() -> None:
+    app()

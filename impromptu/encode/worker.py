@@ -1,0 +1,169 @@
+"""The capture→encode worker thread of one surface.
+
+It sleeps until the surface changes (DAMAGE), a keyframe is asked for, or it is stopped; grabs as soon as
+something changed — so a lone keystroke is on the wire at once — but never more often than the frame rate; and
+hands each encoded frame to the asyncio loop with ``call_soon_threadsafe``. While nobody watches it is paused and
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from impromptu.capture.base import FrameSource
+from impromptu.encode.encoder import Encoder
+from impromptu.stream.framing import SEQ_MOD, EncodedChunk
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_MIN_INTERVAL_S = 0.25
+"""Forced keyframes are rate-limited: a burst of joins or requests costs one keyframe per this interval."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTiming:
+    grab_ms: float
+    encode_ms: float
+    size: int
+    keyframe: bool
+
+
+class EncodeWorker:
+    """Owns ``source`` and ``encoder`` once started; both are closed when it stops."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        encoder: Encoder,
+        surface: int,
+        on_chunk: Callable[[EncodedChunk], None],
+        on_error: Callable[[BaseException], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._source = source
+        self._encoder = encoder
+        self._surface = surface
+        self._on_chunk = on_chunk
+        self._on_error = on_error
+        self._loop = loop
+        self._interval = 1.0 / encoder.fps
+        self._lock = threading.Lock()
+        self._active = False
+        self._stopping = False
+        self._keyframe_wanted = True
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._run, name=f"impromptu-encode-{surface}", daemon=True)
+        self._started = False
+        self.timings: deque[FrameTiming] = deque(maxlen=300)
+        self.frames = 0
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def set_active(self, active: bool) -> None:
+        """Capture only while someone watches."""
+        with self._lock:
+            self._active = active
+            if active:
+                self._keyframe_wanted = True
+        self._wake()
+
+    def request_keyframe(self) -> None:
+        with self._lock:
+            self._keyframe_wanted = True
+        self._wake()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (idempotent)."""
+        with self._lock:
+            self._stopping = True
+        self._wake()
+        if self._started:
+            self._thread.join()
+        if self._wake_r >= 0:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\0")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    def _run(self) -> None:
+        os.set_blocking(self._wake_r, False)
+        try:
+            self._loop_frames()
+        except BaseException as exc:  # Reported to the session, which stops with a clear message.
+            logger.exception("capture/encode worker failed")
+            self._loop.call_soon_threadsafe(self._on_error, exc)
+        finally:
+            self._encoder.close()
+            self._source.close()
+
+    def _loop_frames(self) -> None:
+        source_fd = self._source.fileno()
+        seq = 0
+        last_frame = 0.0
+        last_forced = -KEYFRAME_MIN_INTERVAL_S
+        while True:
+            with self._lock:
+                stopping, active, want_key = self._stopping, self._active, self._keyframe_wanted
+            if stopping:
+                return
+            now = time.monotonic()
+            if not active:
+                select.select([self._wake_r], [], [])
+                self._drain_wake()
+                continue
+            # Never faster than the frame rate; forced keyframes no faster than their own limit.
+            earliest = last_frame + self._interval
+            key_due = want_key and now - last_forced >= KEYFRAME_MIN_INTERVAL_S
+            changed = self._source.changed()
+            if now < earliest or not (changed or key_due):
+                if now < earliest:
+                    timeout: float | None = earliest - now
+                elif want_key:
+                    timeout = last_forced + KEYFRAME_MIN_INTERVAL_S - now
+                else:
+                    timeout = None if source_fd is not None else self._interval
+                fds = [self._wake_r] if source_fd is None else [self._wake_r, source_fd]
+                ready, _, _ = select.select(fds, [], [], timeout)
+                if self._wake_r in ready:
+                    self._drain_wake()
+                continue
+            last_frame = now
+            if key_due:
+                with self._lock:
+                    self._keyframe_wanted = False
+                last_forced = now
+            started = time.perf_counter()
+            frame = self._source.grab()
+            grabbed = time.perf_counter()
+            data, keyframe = self._encoder.encode(frame.data, frame.capture_us, key_due)
+            encoded = time.perf_counter()
+            if not data:
+                continue
+            self.timings.append(
+                FrameTiming((grabbed - started) * 1000, (encoded - grabbed) * 1000, len(data), keyframe)
+            )
+            chunk = EncodedChunk(self._surface, seq, keyframe, frame.capture_us, data)
+            seq = (seq + 1) % SEQ_MOD
+            self.frames += 1
+            self._loop.call_soon_threadsafe(self._on_chunk, chunk)

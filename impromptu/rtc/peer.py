@@ -1,0 +1,114 @@
+"""One WebRTC peer connection from the desktop to a viewer: the offer, the two DataChannels, and their fate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from impromptu.rtc.ice import IcePolicy
+
+logger = logging.getLogger(__name__)
+
+MAX_CONTROL_MESSAGE = 64 * 1024
+
+
+class ViewerPeer:
+    """The desktop's end of one viewer's connection.
+
+    ``on_control(peer, message)`` gets each control message parsed as a JSON object; ``on_open(peer)`` fires once
+    both channels are open; ``on_closed(peer)`` fires once when the connection fails or closes.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        ice: IcePolicy,
+        on_open: Callable[[ViewerPeer], None],
+        on_control: Callable[[ViewerPeer, dict[str, Any]], None],
+        on_closed: Callable[[ViewerPeer], None],
+    ) -> None:
+        self.id = peer_id
+        self._ice = ice
+        self._on_open = on_open
+        self._on_control = on_control
+        self._on_closed = on_closed
+        self._pc = RTCPeerConnection(ice.configuration())
+        self.video: RTCDataChannel = self._pc.createDataChannel("video", ordered=False, maxRetransmits=0)
+        self.control: RTCDataChannel = self._pc.createDataChannel("control", ordered=True)
+        self._opened = False
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        self.video.on("open", self._check_open)
+        self.control.on("open", self._check_open)
+        self.control.on("message", self._control_message)
+        self._pc.on("connectionstatechange", self._state_changed)
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened and not self._closed
+
+    async def make_offer(self) -> str:
+        offer = await self._pc.createOffer()
+        with self._ice.gathering():
+            await self._pc.setLocalDescription(offer)  # gathers every candidate before returning
+        return str(self._pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        answer = RTCSessionDescription(sdp=self._ice.filter_remote_sdp(sdp), type="answer")
+        await self._pc.setRemoteDescription(answer)
+
+    @property
+    def buffered_amount(self) -> int:
+        return int(self.video.bufferedAmount)
+
+    def send_video(self, message: bytes) -> None:
+        if self.video.readyState == "open":
+            self.video.send(message)
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        if self.control.readyState == "open":
+            self.control.send(json.dumps(message, separators=(",", ":")))
+
+    def _check_open(self) -> None:
+        if not self._opened and self.video.readyState == "open" and self.control.readyState == "open":
+            self._opened = True
+            self._on_open(self)
+
+    def _control_message(self, data: str | bytes) -> None:
+        if not isinstance(data, str) or len(data) > MAX_CONTROL_MESSAGE:
+            logger.warning("viewer %s: dropped a non-text or oversized control message", self.id)
+            return
+        try:
+            message = json.loads(data)
+        except ValueError:
+            logger.warning("viewer %s: dropped a control message that is not JSON", self.id)
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            logger.warning("viewer %s: dropped a control message without a type", self.id)
+            return
+        self._on_control(self, message)
+
+    def _state_changed(self) -> None:
+        state = self._pc.connectionState
+        logger.info("viewer %s: connection %s", self.id, state)
+        if state in ("failed", "closed"):
+            self._mark_closed()
+            if state == "failed" and self._close_task is None:
+                self._close_task = asyncio.ensure_future(self._pc.close())
+
+    def _mark_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._on_closed(self)
+
+    async def close(self) -> None:
+        """Close the connection (idempotent); ``on_closed`` fires if it had not yet."""
+        self._mark_closed()
+        await self._pc.close()
+        if self._close_task is not None:
+            await self._close_task

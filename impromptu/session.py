@@ -1,0 +1,205 @@
+"""A sharing session: one display's capture → encode → hub → viewers, and their input back.
+
+Start order: input sink, capture source and encoder (so the first viewer gets a stream config at once), the
+worker (paused until someone watches), then the seat in the signaling room. Stop runs the other way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from impromptu.capture import open_screen_source
+from impromptu.encode import Encoder
+from impromptu.encode.worker import EncodeWorker
+from impromptu.errors import ImpromptuError
+from impromptu.input import InputDispatcher, InputSink, open_input_sink
+from impromptu.link import LinkKeys, Role
+from impromptu.rtc import IcePolicy, ViewerPeer
+from impromptu.signaling import DesktopAttachment, SignalingServer
+from impromptu.stream.hub import Hub
+
+logger = logging.getLogger(__name__)
+
+SURFACE = 0
+
+
+@dataclass(frozen=True)
+class ShareOptions:
+    fps: int = 30
+    ice: IcePolicy = field(default_factory=IcePolicy)
+
+
+class ShareSession:
+    """Shares the whole screen of ``display`` with every viewer that holds the link's key."""
+
+    def __init__(self, display: str, keys: LinkKeys, server: SignalingServer, options: ShareOptions) -> None:
+        self.display = display
+        self.keys = keys
+        self._server = server
+        self._options = options
+        self._peers: dict[str, ViewerPeer] = {}
+        self._roles: dict[str, Role] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._attachment: DesktopAttachment | None = None
+        self._worker: EncodeWorker | None = None
+        self._dispatcher: InputDispatcher | None = None
+        self._sink: InputSink | None = None
+        self._hub = Hub(self._request_keyframe)
+        self._config: dict[str, Any] = {}
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self._started = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        if self._started:
+            raise ImpromptuError("a session can only be started once")
+        self._started = True
+        sink = await asyncio.to_thread(open_input_sink, self.display)
+        try:
+            source = await asyncio.to_thread(open_screen_source, self.display)
+            try:
+                width, height = source.size
+                encoder = await asyncio.to_thread(Encoder, width, height, self._options.fps)
+            except BaseException:
+                source.close()
+                raise
+        except BaseException:
+            sink.close()
+            raise
+        self._sink = sink
+        self._dispatcher = InputDispatcher(sink, width, height)
+        self._config = {
+            "type": "config",
+            "surface": SURFACE,
+            "codec": encoder.codec,
+            "width": width,
+            "height": height,
+            "fps": self._options.fps,
+        }
+        loop = asyncio.get_running_loop()
+        self._worker = EncodeWorker(source, encoder, SURFACE, self._hub.publish, self._worker_failed, loop)
+        self._worker.start()
+        self._attachment = self._server.attach_desktop(self.keys.room, self._signal)
+        logger.info("sharing %s as %dx%d %s", self.display, width, height, encoder.codec)
+
+    def describe(self) -> str:
+        c = self._config
+        return f"{c['width']}x{c['height']} {c['codec']} up to {c['fps']} fps"
+
+    @property
+    def viewers(self) -> int:
+        return len(self._hub)
+
+    async def stop(self) -> None:
+        if self._stopped or not self._started:
+            self._stopped = True
+            return
+        self._stopped = True
+        if self._attachment is not None:
+            self._attachment.detach()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(peer.close() for peer in list(self._peers.values())), return_exceptions=True)
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.stop)
+        if self._sink is not None:
+            self._sink.close()
+
+    # Signaling -------------------------------------------------------------------------------------------
+
+    def _signal(self, message: dict[str, Any]) -> None:
+        if self._stopped:
+            return
+        kind, peer = message.get("type"), message.get("peer")
+        if not isinstance(peer, str):
+            return
+        if kind == "join":
+            self._spawn(self._offer(peer))
+        elif kind == "answer":
+            self._spawn(self._answer(peer, str(message.get("sdp")), str(message.get("mac"))))
+        elif kind == "leave":
+            viewer = self._peers.get(peer)
+            if viewer is not None and not viewer.is_open:
+                self._spawn(viewer.close())  # Gone before it connected; a connected peer stays P2P.
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("viewer task failed: %s", task.exception())
+
+    async def _offer(self, peer_id: str) -> None:
+        old = self._peers.pop(peer_id, None)
+        if old is not None:
+            await old.close()
+        viewer = ViewerPeer(peer_id, self._options.ice, self._viewer_open, self._viewer_control, self._viewer_closed)
+        self._peers[peer_id] = viewer
+        sdp = await viewer.make_offer()
+        if self._attachment is not None and not self._stopped:
+            mac = self.keys.offer_mac(peer_id, sdp)
+            self._attachment.send({"type": "offer", "peer": peer_id, "sdp": sdp, "mac": mac})
+
+    async def _answer(self, peer_id: str, sdp: str, mac: str) -> None:
+        viewer = self._peers.get(peer_id)
+        if viewer is None:
+            return
+        role = self.keys.answer_role(peer_id, sdp, mac)
+        if role is None:
+            logger.warning("viewer %s: answer failed its MAC check; rejected", peer_id)
+            if self._attachment is not None:
+                self._attachment.send({"type": "reject", "peer": peer_id, "reason": "not authorised"})
+            await viewer.close()
+            return
+        self._roles[peer_id] = role
+        await viewer.accept_answer(sdp)
+
+    # Viewers ---------------------------------------------------------------------------------------------
+
+    def _viewer_open(self, viewer: ViewerPeer) -> None:
+        logger.info("viewer %s connected (%s)", viewer.id, self._roles[viewer.id].value)
+        viewer.send_control(self._config)
+        self._hub.add(viewer)
+        assert self._worker is not None
+        self._worker.set_active(True)
+
+    def _viewer_closed(self, viewer: ViewerPeer) -> None:
+        if self._peers.get(viewer.id) is viewer:
+            del self._peers[viewer.id]
+            self._roles.pop(viewer.id, None)
+        self._hub.remove(viewer.id)
+        if self._dispatcher is not None:
+            self._dispatcher.release(viewer.id)
+        if self._worker is not None and len(self._hub) == 0:
+            self._worker.set_active(False)
+
+    def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "keyframe.request":
+            self._request_keyframe()
+        elif kind.startswith("input."):
+            if self._roles.get(viewer.id) is not Role.CONTROL:
+                logger.warning("viewer %s: dropped %s from a view-only viewer", viewer.id, kind)
+                return
+            assert self._dispatcher is not None
+            self._dispatcher.handle(viewer.id, message)
+        else:
+            logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
+
+    def _request_keyframe(self) -> None:
+        if self._worker is not None:
+            self._worker.request_keyframe()
+
+    def _worker_failed(self, exc: BaseException) -> None:
+        if not self.failed.done():
+            self.failed.set_result(exc)

@@ -1,0 +1,229 @@
+"""The signaling and page server (aiohttp): serves the pages and relays SDP between a room's desktop and its
+viewers (docs/protocol.md §2). It learns only room ids, never a link's keys, and never sees the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import re
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from impromptu.errors import SignalingError
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024
+ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+WEB_ROOT = Path(str(resources.files("impromptu") / "web"))
+
+# The pages load only their own modules, and talk only to this server and to peers.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+DesktopHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class _Room:
+    desktop: DesktopHandler | None = None
+    viewers: dict[str, web.WebSocketResponse] = field(default_factory=dict)
+
+
+class DesktopAttachment:
+    """An in-process desktop's seat in a room: it sends through ``send`` and receives through its handler."""
+
+    def __init__(self, server: SignalingServer, room: str) -> None:
+        self._server = server
+        self.room = room
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._server._from_desktop(self.room, message)
+
+    def detach(self) -> None:
+        self._server._detach_desktop(self.room)
+
+
+class SignalingServer:
+    """Serves ``impromptu/web`` and the ``/ws`` signaling endpoint on one address."""
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.host = host
+        self.port = port
+        self._ssl = ssl_context
+        self._rooms: dict[str, _Room] = {}
+        self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._send_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._ssl else "http"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_static("/lib/", WEB_ROOT / "lib")
+        app.router.add_get("/style.css", self._style)
+        app.on_response_prepare.append(self._headers)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise SignalingError(
+                    f"port {self.port} on {self.host} is in use: pick another with --bind HOST:PORT"
+                ) from exc
+            raise SignalingError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        for ws in list(self._sockets):
+            await ws.close()
+        await runner.cleanup()
+        for task in list(self._send_tasks):
+            task.cancel()
+
+    def attach_desktop(self, room: str, handler: DesktopHandler) -> DesktopAttachment:
+        entry = self._rooms.setdefault(room, _Room())
+        if entry.desktop is not None:
+            raise SignalingError("a desktop is already sharing in this room")
+        entry.desktop = handler
+        for peer in entry.viewers:
+            handler({"type": "join", "peer": peer})
+        return DesktopAttachment(self, room)
+
+    def _detach_desktop(self, room: str) -> None:
+        entry = self._rooms.get(room)
+        if entry is None or entry.desktop is None:
+            return
+        entry.desktop = None
+        for ws in entry.viewers.values():
+            self._send(ws, {"type": "desktop-gone"})
+        self._forget_if_empty(room)
+
+    def _from_desktop(self, room: str, message: dict[str, Any]) -> None:
+        entry = self._rooms.get(room)
+        peer = message.get("peer")
+        if entry is None or not isinstance(peer, str) or peer not in entry.viewers:
+            return  # The viewer left meanwhile.
+        if message.get("type") in ("offer", "reject"):
+            self._send(entry.viewers[peer], message)
+
+    def _send(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        if ws.closed:
+            return
+        task = asyncio.ensure_future(self._send_json(ws, message))
+        self._send_tasks.add(task)
+        task.add_done_callback(self._send_tasks.discard)
+
+    @staticmethod
+    async def _send_json(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(json.dumps(message, separators=(",", ":")))
+
+    def _forget_if_empty(self, room: str) -> None:
+        entry = self._rooms.get(room)
+        if entry is not None and entry.desktop is None and not entry.viewers:
+            del self._rooms[room]
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_ROOT / "index.html")
+
+    async def _style(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_ROOT / "style.css")
+
+    @staticmethod
+    async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(SECURITY_HEADERS)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=20)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        peer = secrets.token_hex(8)
+        room: str | None = None
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                message = _parse(msg.data)
+                if message is None:
+                    logger.warning("signaling: dropped a malformed message from %s", request.remote)
+                    continue
+                if room is None:
+                    room = self._hello(ws, peer, message)
+                    if room is None:
+                        break
+                elif message.get("type") == "answer":
+                    self._answer(room, peer, message)
+        finally:
+            self._sockets.discard(ws)
+            if room is not None:
+                self._leave(room, peer)
+            await ws.close()
+        return ws
+
+    def _hello(self, ws: web.WebSocketResponse, peer: str, message: dict[str, Any]) -> str | None:
+        room = message.get("room")
+        if message.get("type") != "hello" or message.get("role") != "viewer" or not isinstance(room, str):
+            return None
+        if not ROOM_RE.match(room):
+            return None
+        entry = self._rooms.setdefault(room, _Room())
+        entry.viewers[peer] = ws
+        self._send(ws, {"type": "welcome", "peer": peer})
+        if entry.desktop is None:
+            self._send(ws, {"type": "waiting"})
+        else:
+            entry.desktop({"type": "join", "peer": peer})
+        return room
+
+    def _answer(self, room: str, peer: str, message: dict[str, Any]) -> None:
+        entry = self._rooms.get(room)
+        sdp, mac = message.get("sdp"), message.get("mac")
+        if entry is None or entry.desktop is None or not isinstance(sdp, str) or not isinstance(mac, str):
+            return
+        entry.desktop({"type": "answer", "peer": peer, "sdp": sdp, "mac": mac})
+
+    def _leave(self, room: str, peer: str) -> None:
+        entry = self._rooms.get(room)
+        if entry is None:
+            return
+        entry.viewers.pop(peer, None)
+        if entry.desktop is not None:
+            entry.desktop({"type": "leave", "peer": peer})
+        self._forget_if_empty(room)
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None

@@ -1,0 +1,352 @@
+// Wire protocol v1 (docs/protocol.md §4 and §5): video fragment framing, frame reassembly with the loss rules,
+// and the control-message schema. Pure and DOM-free so `node --test` can exercise it.
+
+export const VERSION = 1;
+export const HEADER_SIZE = 24;
+export const MAX_MESSAGE = 16 * 1024;
+export const MAX_PAYLOAD = MAX_MESSAGE - HEADER_SIZE; // 16 360
+export const FLAG_KEYFRAME = 0x01;
+
+const U32 = 2 ** 32;
+
+/** Signed distance from sequence number `b` to `a` on the 2³² circle: > 0 when `a` is newer. */
+export function seqDiff(a, b) {
+  return (a - b) | 0;
+}
+
+/** The next sequence number after `seq`, wrapping at 2³². */
+export function seqNext(seq) {
+  return (seq + 1) % U32;
+}
+
+function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
+}
+
+/**
+ * Parse one fragment's header. Returns `{version, flags, keyframe, surface, seq, index, count, size, captureUs,
+ * payload}` (payload is a view, not a copy), or `null` when the message is too short or not binary. Field values
+ * are not validated here; see `validateHeader`.
+ */
+export function parseFragment(data) {
+  const bytes = asBytes(data);
+  if (bytes === null || bytes.byteLength < HEADER_SIZE) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_SIZE);
+  const flags = view.getUint8(1);
+  return {
+    version: view.getUint8(0),
+    flags,
+    keyframe: (flags & FLAG_KEYFRAME) !== 0,
+    surface: view.getUint16(2, true),
+    seq: view.getUint32(4, true),
+    index: view.getUint16(8, true),
+    count: view.getUint16(10, true),
+    size: view.getUint32(12, true),
+    // µs since the epoch fits a double exactly until the year 2255.
+    captureUs: Number(view.getBigUint64(16, true)),
+    payload: bytes.subarray(HEADER_SIZE),
+  };
+}
+
+/** Why a parsed header is unusable on its own (rule 1), or `null` when it is fine. */
+export function validateHeader(h) {
+  if (h.version !== VERSION) return 'version';
+  if (h.count < 1) return 'count';
+  if (h.index >= h.count) return 'index';
+  if (h.size < 1) return 'size';
+  if (h.payload.byteLength > h.size) return 'overflow';
+  return null;
+}
+
+/**
+ * Build one fragment message. `h` has `surface`, `seq`, `index`, `count`, `size`, `captureUs` and either
+ * `keyframe` (bool) or raw `flags`; `version` defaults to 1.
+ */
+export function buildFragment(h, payload) {
+  const body = asBytes(payload) ?? new Uint8Array(0);
+  const out = new Uint8Array(HEADER_SIZE + body.byteLength);
+  const view = new DataView(out.buffer);
+  view.setUint8(0, h.version ?? VERSION);
+  view.setUint8(1, h.flags ?? (h.keyframe ? FLAG_KEYFRAME : 0));
+  view.setUint16(2, h.surface ?? 0, true);
+  view.setUint32(4, h.seq >>> 0, true);
+  view.setUint16(8, h.index, true);
+  view.setUint16(10, h.count, true);
+  view.setUint32(12, h.size ?? body.byteLength, true);
+  view.setBigUint64(16, BigInt(Math.max(0, Math.floor(h.captureUs ?? 0))), true);
+  out.set(body, HEADER_SIZE);
+  return out;
+}
+
+/** Cut one encoded frame into fragment messages of at most `MAX_MESSAGE` bytes (what the desktop, or a relay, sends). */
+export function fragmentFrame({ surface = 0, seq, keyframe = false, captureUs = 0 }, data, maxPayload = MAX_PAYLOAD) {
+  const bytes = asBytes(data);
+  const count = Math.max(1, Math.ceil(bytes.byteLength / maxPayload));
+  if (count > 0xffff) throw new RangeError(`frame of ${bytes.byteLength} bytes needs more than 65535 fragments`);
+  const out = [];
+  for (let index = 0; index < count; index++) {
+    const part = bytes.subarray(index * maxPayload, (index + 1) * maxPayload);
+    out.push(buildFragment({ surface, seq, index, count, size: bytes.byteLength, captureUs, keyframe }, part));
+  }
+  return out;
+}
+
+const defaultNow = () => (globalThis.performance ? globalThis.performance.now() : Date.now());
+
+/**
+ * Reassembles the fragments of one surface into frames and applies the loss rules of protocol.md §4:
+ *
+ * 1. malformed fragments are dropped (counted in `dropped[reason]`, reported once per reason through `onDrop`);
+ * 2. fragments are put together in any order;
+ * 3. frames are delivered in increasing `seq` (with wrap-around) only; an incomplete frame is lost when a newer
+ *    one completes, after `timeoutMs`, or when more than `maxFrames` are in reassembly;
+ * 4. after any loss, delta frames are withheld until the next keyframe, and `onKeyframeRequest()` is called at
+ *    most once per `requestIntervalMs` while waiting.
+ *
+ * The receiver starts (and `reset()` puts it back) waiting for a keyframe. Call `tick()` periodically so that
+ * timeouts and repeated requests happen even when no fragment arrives.
+ */
+export class Reassembler {
+  constructor({
+    surface = 0,
+    now = defaultNow,
+    timeoutMs = 1000,
+    maxFrames = 8,
+    requestIntervalMs = 500,
+    onKeyframeRequest = () => {},
+    onDrop = () => {},
+  } = {}) {
+    this.surface = surface;
+    this._now = now;
+    this._timeoutMs = timeoutMs;
+    this._maxFrames = maxFrames;
+    this._requestIntervalMs = requestIntervalMs;
+    this._onKeyframeRequest = onKeyframeRequest;
+    this._onDrop = onDrop;
+    this._pending = new Map(); // seq -> {seq, keyframe, captureUs, count, size, received, parts, bytes, since}
+    this._last = null; // seq of the newest frame accepted (delivered, or skipped while waiting)
+    this._lostSeqs = []; // recently lost frames, so their late fragments don't start them again
+    this._waiting = true;
+    this._lastRequest = -Infinity;
+    // After a (re)start the desktop sends a keyframe by itself; ask only if none came within one interval.
+    this._graceUntil = now() + requestIntervalMs;
+    this.delivered = 0;
+    this.lost = 0;
+    this.skipped = 0;
+    this.requests = 0;
+    this.dropped = {};
+  }
+
+  /** True while delta frames are withheld until a keyframe. */
+  get waitingForKeyframe() {
+    return this._waiting;
+  }
+
+  /** Frames currently in reassembly. */
+  get pendingCount() {
+    return this._pending.size;
+  }
+
+  /** Forget frames in flight and wait for a keyframe again (a new `config`); old frames stay refused. */
+  reset() {
+    this._pending.clear();
+    this._waiting = true;
+    this._graceUntil = this._now() + this._requestIntervalMs;
+  }
+
+  /** Something downstream (the decoder) lost its state: wait for a keyframe and ask for one now. */
+  needKeyframe() {
+    this._startWaiting();
+  }
+
+  /**
+   * Take one fragment message. Returns a complete, decodable frame
+   * `{surface, seq, keyframe, captureUs, data: Uint8Array}` or `null`.
+   */
+  push(message) {
+    const now = this._now();
+    this._expire(now);
+    const h = parseFragment(message);
+    if (h === null) return this._drop('short');
+    const bad = validateHeader(h);
+    if (bad !== null) return this._drop(bad);
+    if (h.surface !== this.surface) return this._drop('surface');
+    if (this._last !== null && seqDiff(h.seq, this._last) <= 0) return this._drop('old');
+    if (this._lostSeqs.includes(h.seq)) return this._drop('lost');
+
+    let frame = this._pending.get(h.seq);
+    if (frame === undefined) {
+      if (this._pending.size >= this._maxFrames) this._evictOldest();
+      frame = {
+        seq: h.seq,
+        keyframe: h.keyframe,
+        captureUs: h.captureUs,
+        count: h.count,
+        size: h.size,
+        received: 0,
+        bytes: 0,
+        parts: new Array(h.count),
+        since: now,
+      };
+      this._pending.set(h.seq, frame);
+    } else {
+      if (h.count !== frame.count || h.size !== frame.size) return this._drop('mismatch');
+      if (frame.parts[h.index] !== undefined) return this._drop('duplicate');
+      if (frame.bytes + h.payload.byteLength > frame.size) return this._drop('overflow');
+    }
+    frame.parts[h.index] = h.payload;
+    frame.received += 1;
+    frame.bytes += h.payload.byteLength;
+    if (frame.received < frame.count) return null;
+
+    this._pending.delete(frame.seq);
+    if (frame.bytes !== frame.size) {
+      this._forget(frame.seq);
+      // Every index arrived but the payloads fall short of `size`: the frame can never be right.
+      this._drop('short-frame');
+      this._lose(1);
+      return null;
+    }
+    return this._complete(frame);
+  }
+
+  /** Expire stale frames and repeat a due keyframe request. Call it every 100–250 ms. */
+  tick() {
+    const now = this._now();
+    this._expire(now);
+    if (this._waiting) this._maybeRequest(now);
+  }
+
+  _complete(frame) {
+    let lost = 0;
+    for (const seq of [...this._pending.keys()]) {
+      if (seqDiff(seq, frame.seq) < 0) {
+        this._pending.delete(seq); // older than a delivered frame: refused as 'old' from now on
+        lost += 1;
+      }
+    }
+    const gap = this._last !== null && seqDiff(frame.seq, this._last) > 1;
+    this._last = frame.seq;
+    if (lost > 0 || gap) {
+      this.lost += lost;
+      // A keyframe is itself the cure for anything lost before it.
+      if (!frame.keyframe) this._startWaiting();
+    }
+    if (frame.keyframe) {
+      this._waiting = false;
+      this._graceUntil = -Infinity; // the keyframe after the (re)start came: from now on a loss asks at once
+    } else if (this._waiting) {
+      this.skipped += 1;
+      this._maybeRequest(this._now());
+      return null;
+    }
+    this.delivered += 1;
+    const data = new Uint8Array(frame.size);
+    let offset = 0;
+    for (const part of frame.parts) {
+      data.set(part, offset);
+      offset += part.byteLength;
+    }
+    return { surface: this.surface, seq: frame.seq, keyframe: frame.keyframe, captureUs: frame.captureUs, data };
+  }
+
+  _expire(now) {
+    let lost = 0;
+    for (const [seq, frame] of this._pending) {
+      if (now - frame.since > this._timeoutMs) {
+        this._forget(seq);
+        lost += 1;
+      }
+    }
+    if (lost > 0) this._lose(lost);
+  }
+
+  _evictOldest() {
+    let oldest = null;
+    for (const seq of this._pending.keys()) {
+      if (oldest === null || seqDiff(seq, oldest) < 0) oldest = seq;
+    }
+    this._forget(oldest);
+    this._lose(1);
+  }
+
+  _lose(n) {
+    this.lost += n;
+    this._startWaiting();
+  }
+
+  _startWaiting() {
+    // A loss asks at once: at most once per interval, and not in the grace period after a (re)start, when a
+    // keyframe is on its way anyway (frames in flight across a `config` leave a gap that is no real loss).
+    this._waiting = true;
+    this._maybeRequest(this._now());
+  }
+
+  _maybeRequest(now) {
+    if (now < this._graceUntil || now - this._lastRequest < this._requestIntervalMs) return;
+    this._lastRequest = now;
+    this.requests += 1;
+    this._onKeyframeRequest();
+  }
+
+  _forget(seq) {
+    this._pending.delete(seq);
+    this._lostSeqs.push(seq);
+    if (this._lostSeqs.length > 2 * this._maxFrames) this._lostSeqs.shift();
+  }
+
+  _drop(reason) {
+    const first = !(reason in this.dropped);
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
+    if (first) this._onDrop(reason);
+    return null;
+  }
+}
+
+// ---- control messages (§5) ----
+
+const isInt = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
+
+/**
+ * Validate a desktop → page control message (text). Returns `{ok: true, msg}` with only the known fields, or
+ * `{ok: false, reason}` for something to drop and log once.
+ */
+export function parseControl(text) {
+  if (typeof text !== 'string') return { ok: false, reason: 'not text' };
+  let raw;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { ok: false, reason: 'not an object' };
+  if (typeof raw.type !== 'string') return { ok: false, reason: 'no type' };
+  switch (raw.type) {
+    case 'config': {
+      const { surface, codec, width, height, fps } = raw;
+      if (!isInt(surface, 0, 0xffff)) return { ok: false, reason: 'config.surface' };
+      if (typeof codec !== 'string' || codec.length === 0 || codec.length > 100) {
+        return { ok: false, reason: 'config.codec' };
+      }
+      if (!isInt(width, 1, 16384)) return { ok: false, reason: 'config.width' };
+      if (!isInt(height, 1, 16384)) return { ok: false, reason: 'config.height' };
+      if (!isInt(fps, 0, 1000)) return { ok: false, reason: 'config.fps' };
+      return { ok: true, msg: { type: 'config', surface, codec, width, height, fps } };
+    }
+    default:
+      return { ok: false, reason: `unknown type ${JSON.stringify(raw.type).slice(0, 40)}` };
+  }
+}
+
+/** Page → desktop messages, built in one place so their shape matches §5. */
+export const controlMessages = {
+  keyframeRequest: (surface) => ({ type: 'keyframe.request', surface }),
+  move: (x, y) => ({ type: 'input.move', x, y }),
+  button: (button, down, x, y) => ({ type: 'input.button', button, down, x, y }),
+  wheel: (dx, dy, x, y) => ({ type: 'input.wheel', dx, dy, x, y }),
+  key: (code, key, down) => ({ type: 'input.key', code, key, down }),
+  release: () => ({ type: 'input.release' }),
+};

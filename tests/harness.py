@@ -1,0 +1,129 @@
+"""Helpers for end-to-end tests: run the real `impromptu` command and a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+IMPROMPTU = [sys.executable, "-m", "impromptu"]
+URL_RE = re.compile(r"Operator link: (\S+)")
+DISPLAY_RE = re.compile(r"sharing display (:\d+)")
+
+
+class Desktop:
+    """A running `impromptu vdisplay run` (or `share`) process, with its link and display."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str, display: str, stderr: list[str]) -> None:
+        self.proc = proc
+        self.url = url
+        self.display = display
+        self.stderr = stderr
+
+    def interrupt(self, timeout: float = 5.0) -> int:
+        """Ctrl-C, as a terminal sends it; returns the exit status (fails if it takes over ``timeout``)."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=timeout)
+
+
+def read_lines_until(
+    proc: subprocess.Popen[str], patterns: dict[str, re.Pattern[str]], timeout: float
+) -> tuple[dict[str, str], list[str]]:
+    """Read stdout and stderr until every pattern matched a line; returns the first groups and all lines."""
+    found: dict[str, str] = {}
+    lines: list[str] = []
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    for stream in (proc.stdout, proc.stderr):
+        os.set_blocking(stream.fileno(), False)
+        sel.register(stream, selectors.EVENT_READ)
+    buffers: dict[Any, str] = {proc.stdout: "", proc.stderr: ""}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < len(patterns):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (proc.poll() is not None and not sel.select(0)):
+                raise AssertionError(f"impromptu did not print {set(patterns) - set(found)}: {lines}")
+            for key, _ in sel.select(min(remaining, 0.5)):
+                chunk = key.fileobj.read()  # type: ignore[union-attr]
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                buffers[key.fileobj] += chunk
+                *complete, buffers[key.fileobj] = buffers[key.fileobj].split("\n")
+                for line in complete:
+                    lines.append(line)
+                    for name, pattern in patterns.items():
+                        match = pattern.search(line)
+                        if match and name not in found:
+                            found[name] = match.group(1)
+    finally:
+        sel.close()
+        for stream in (proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), True)
+    return found, lines
+
+
+@contextmanager
+def run_desktop(*args: str, env: dict[str, str] | None = None) -> Iterator[Desktop]:
+    """``impromptu ARGS`` bound to a free loopback port with ICE on 127.0.0.1 only."""
+    command = [*IMPROMPTU, *args]
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        found, lines = read_lines_until(proc, {"url": URL_RE, "display": DISPLAY_RE}, timeout=30)
+        yield Desktop(proc, found["url"], found["display"], lines)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def desktop_args(*extra: str) -> list[str]:
+    return ["--bind", "127.0.0.1:0", "--ice-address", "127.0.0.1", *extra]
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (a bounded wait on an external effect)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,165 @@
+"""End to end in real headless Chromium: `impromptu vdisplay run -- xterm`, watched and operated from the page."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mss
+import numpy as np
+import pytest
+from Xlib import X
+from Xlib.display import Display
+
+from tests.harness import CHROMIUM, CHROMIUM_ARGS, Desktop, desktop_args, run_desktop, wait_for
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[Desktop]:
+    with run_desktop(
+        "vdisplay", "run", *desktop_args("--size", "1280x800"), "--", "xterm", "-geometry", "80x24+0+0"
+    ) as d:
+        yield d
+
+
+def open_operator(browser: Any, url: str) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_function("() => window.impromptu && window.impromptu.framesDecoded > 0", timeout=20_000)
+    page.errors = errors
+    return page
+
+
+def canvas_pixels(page: Any, width: int, height: int) -> np.ndarray:
+    """The page's canvas, downscaled in the page to ``width``x``height``, as an RGB array."""
+    data = page.evaluate(
+        """([w, h]) => {
+            const src = document.getElementById('screen');
+            const c = document.createElement('canvas'); c.width = w; c.height = h;
+            const ctx = c.getContext('2d'); ctx.drawImage(src, 0, 0, w, h);
+            return Array.from(ctx.getImageData(0, 0, w, h).data);
+        }""",
+        [width, height],
+    )
+    return np.array(data, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
+
+
+def x_pixels(display: str, width: int, height: int) -> np.ndarray:
+    """A screenshot of the X display, downscaled by block averaging to ``width``x``height``, as RGB."""
+    with mss.MSS(display=display) as grabber:
+        shot = grabber.grab(grabber.monitors[1])
+    bgra = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+    fy, fx = shot.height // height, shot.width // width
+    small = bgra[: height * fy, : width * fx, :3].reshape(height, fy, width, fx, 3).mean(axis=(1, 3))
+    return small[:, :, ::-1].astype(np.uint8)
+
+
+def screen_to_page(page: Any, width: int, height: int) -> Any:
+    """Maps X pixel coordinates to page coordinates on the canvas, which shows the screen letterboxed."""
+    box = page.locator("#screen").bounding_box()
+    scale = min(box["width"] / width, box["height"] / height)
+    left = box["x"] + (box["width"] - width * scale) / 2
+    top = box["y"] + (box["height"] - height * scale) / 2
+    return lambda x, y: (left + (x + 0.5) * scale, top + (y + 0.5) * scale)
+
+
+class ClickTarget:
+    """An override-redirect X window (on top of everything) that records button presses."""
+
+    def __init__(self, display: str, x: int, y: int, w: int, h: int) -> None:
+        self.d = Display(display)
+        screen = self.d.screen()
+        self.window = screen.root.create_window(
+            x, y, w, h, 0, screen.root_depth,
+            background_pixel=screen.white_pixel,
+            override_redirect=True,
+            event_mask=X.ButtonPressMask | X.ExposureMask,
+        )  # fmt: skip
+        self.window.map()
+        self.d.sync()
+
+    def next_press(self, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while self.d.pending_events():
+                event = self.d.next_event()
+                if event.type == X.ButtonPress:
+                    return event
+            select.select([self.d.fileno()], [], [], max(0.0, deadline - time.monotonic()))
+        raise AssertionError("no button press reached the X window")
+
+    def close(self) -> None:
+        self.window.destroy()
+        self.d.close()
+
+
+def test_page_shows_the_screen_and_operates_the_xterm(browser: Any, desktop: Desktop, tmp_path: Path) -> None:
+    page = open_operator(browser, desktop.url)
+    state = page.evaluate("window.impromptu.lastConfig")
+    assert (state["width"], state["height"]) == (1280, 800)
+
+    # What the page shows is what X shows (downscaled, so codec noise averages out).
+    def matches() -> bool:
+        diff = np.abs(canvas_pixels(page, 160, 100).astype(int) - x_pixels(desktop.display, 160, 100).astype(int))
+        return float(diff.mean()) < 6.0
+
+    wait_for(matches, 10, "the canvas to match the X screen")
+
+    # A click on the page lands at the right X coordinates.
+    target = ClickTarget(desktop.display, 900, 500, 200, 150)
+    try:
+        to_page = screen_to_page(page, 1280, 800)
+        page.mouse.click(*to_page(960, 555))
+        press = target.next_press(10)
+        assert abs(press.root_x - 960) <= 2 and abs(press.root_y - 555) <= 2, (press.root_x, press.root_y)
+        assert press.detail == 1
+    finally:
+        target.close()
+
+    # Text typed in the page runs a shell command in the xterm.
+    marker = tmp_path / "typed-through-the-page"
+    page.mouse.click(*to_page(100, 100))  # the pointer over the xterm gives it focus (no window manager)
+    page.keyboard.type(f"touch {marker}")
+    page.keyboard.press("Enter")
+    wait_for(marker.exists, 10, "the command typed in the page to run in the xterm")
+    assert not page.errors
+
+
+def test_ctrl_c_leaves_no_process_behind(browser: Any) -> None:
+    with run_desktop("vdisplay", "run", *desktop_args(), "--", "xterm") as desktop:
+        page = open_operator(browser, desktop.url)
+        children = subprocess.run(["pgrep", "-P", str(desktop.proc.pid)], capture_output=True, text=True).stdout.split()
+        display_number = desktop.display.lstrip(":")
+        assert Path(f"/tmp/.X11-unix/X{display_number}").exists()
+        assert len(children) >= 2, "Xvfb and xterm run as children"
+        assert desktop.interrupt(timeout=5) == 130
+        page.close()
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"process {pid} survived"
+    assert not Path(f"/tmp/.X11-unix/X{display_number}").exists()
+    assert not Path(f"/tmp/.X{display_number}-lock").exists()
+
+
+def _is_zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
