@@ -88,7 +88,7 @@ async def _serving(options: RunOptions) -> AsyncIterator[SignalingServer]:
     await server.start()
     try:
         if fingerprint:
-            print(f"HTTPS certificate SHA-256 fingerprint: {fingerprint}", flush=True)
+            print(f"impromptu: HTTPS certificate SHA-256 fingerprint: {fingerprint}", file=sys.stderr, flush=True)
         yield server
     finally:
         await server.stop()

@@ -38,9 +38,7 @@ def parse_size(text: str) -> tuple[int, int]:
 class Xvfb:
     """A running Xvfb. ``start()``/``stop()`` are idempotent; also a context manager."""
 
-    def __init__(
-        self, size: tuple[int, int] = (1280, 800), depth: int = 24, extra_args: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, size: tuple[int, int] = (1280, 800), depth: int = 24, extra_args: tuple[str, ...] = ()) -> None:
         self.size = size
         self.depth = depth
         self.extra_args = extra_args

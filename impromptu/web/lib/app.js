@@ -40,6 +40,10 @@ const page = {
 
 let decoder = null;
 let reassembler = null;
+// Video that overtook the first `config` (they travel on different channels): kept until it arrives, so the
+// first keyframe is not thrown away. Bounded: 256 fragments is at most 4 MiB.
+const EARLY_MAX = 256;
+let early = [];
 let session = null;
 let role = 'control';
 
@@ -116,6 +120,7 @@ function showNotice(state, title, lines) {
     ui.notice.append(p);
   }
   ui.notice.hidden = false;
+  ui.fit.hidden = true;
   canvas.hidden = true;
 }
 
@@ -183,11 +188,15 @@ function applyConfig(config) {
   decoder.configure(config);
   layoutNative();
   render();
+  const waiting = early;
+  early = [];
+  for (const buffer of waiting) onVideo(buffer);
 }
 
 function onVideo(buffer) {
   if (reassembler === null) {
-    logOnce('video:early', 'dropped video that came before its config');
+    if (early.length < EARLY_MAX) early.push(buffer);
+    else logOnce('video:early', 'dropped video that came long before its config');
     return;
   }
   const frame = reassembler.push(buffer);
@@ -229,7 +238,10 @@ function unsupportedReasons() {
 
 async function main() {
   setFit(true);
-  ui.fit.addEventListener('click', () => setFit(document.body.classList.contains('native')));
+  ui.fit.addEventListener('click', () => {
+    setFit(document.body.classList.contains('native'));
+    if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys back to the desktop
+  });
   window.addEventListener('resize', layoutNative);
   window.addEventListener('hashchange', () => location.reload());
   window.addEventListener('pageshow', (e) => e.persisted && location.reload()); // back from the bfcache: stopped
@@ -281,10 +293,12 @@ async function main() {
     onOpen: () => {
       // A fresh connection: its own sequence numbers and a keyframe after its config.
       reassembler = null;
+      early = [];
       if (role === 'control') canvas.focus({ preventScroll: true });
     },
     onClose: () => {
       reassembler = null;
+      early = [];
     },
     onControl,
     onVideo,

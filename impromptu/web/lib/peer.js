@@ -138,7 +138,7 @@ export class PeerSession {
         break;
       case 'waiting':
         this._disarm();
-        this._setState('waiting', 'no desktop in this room yet');
+        this._setState('waiting', '');
         break;
       case 'desktop-gone':
         this._closePeer();

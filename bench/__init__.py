@@ -1,0 +1,1 @@
+"""impromptu's benchmarks: run them with ``make bench`` (or ``.venv/bin/python bench/run.py --help``)."""

@@ -1,0 +1,178 @@
+"""The real thing under test: an ``impromptu vdisplay run`` process, and real Chromium viewers on its link."""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from bench.common import descendants, proc_stat, spawn, stop_process
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+URL_RE = re.compile(r"Operator link: (\S+)")
+DISPLAY_RE = re.compile(r"sharing display (:\d+)")
+START_TIMEOUT_S = 30.0
+FIRST_FRAME_TIMEOUT_MS = 20_000
+
+
+class Desktop:
+    """A running ``impromptu vdisplay run``: its process, link, display, and the last lines it printed."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.url = ""
+        self.display = ""
+        self.output: collections.deque[str] = collections.deque(maxlen=50)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._open = 2  # pipes not yet at end of file
+        # Drain both pipes for the whole run: the app inherits them, and a full pipe would stall it.
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+
+    def _drain(self, stream: IO[str]) -> None:
+        try:
+            for line in stream:
+                self._lines.put(line.rstrip("\n"))
+        except (OSError, ValueError):
+            pass
+        self._lines.put(None)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.url and self.display):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._open == 0:
+                raise RuntimeError(f"impromptu did not start: {' | '.join(self.output) or '(no output)'}")
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                self._open -= 1
+                continue
+            self.output.append(line)
+            if (m := URL_RE.search(line)) and not self.url:
+                self.url = m.group(1)
+            if (m := DISPLAY_RE.search(line)) and not self.display:
+                self.display = m.group(1)
+        threading.Thread(target=self._keep_tail, daemon=True).start()
+
+    def _keep_tail(self) -> None:
+        while self._open > 0:
+            line = self._lines.get()
+            if line is None:
+                self._open -= 1
+            else:
+                self.output.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def children(self) -> dict[str, list[int]]:
+        """The desktop's descendants (Xvfb, the app and whatever it started), by command name."""
+        found: dict[str, list[int]] = {}
+        for p in descendants(self.proc.pid):
+            found.setdefault(p.comm, []).append(p.pid)
+        return found
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and proc_stat(self.proc.pid) is not None
+
+
+@contextmanager
+def run_desktop(size: tuple[int, int], app: Sequence[str], fps: int = 30) -> Iterator[Desktop]:
+    """``impromptu vdisplay run`` on a free loopback port, ICE on 127.0.0.1 only (no STUN), running ``app``."""
+    command = [
+        sys.executable, "-m", "impromptu", "vdisplay", "run",
+        "--size", f"{size[0]}x{size[1]}", "--fps", str(fps),
+        "--bind", "127.0.0.1:0", "--ice-address", "127.0.0.1",
+        "--", *app,
+    ]  # fmt: skip
+    proc = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        desktop = Desktop(proc)
+        desktop.wait_ready()
+        yield desktop
+    finally:
+        # Ctrl-C, as a terminal sends it: impromptu stops the app and Xvfb itself.
+        stop_process(proc, signal.SIGINT, timeout=15)
+
+
+class Browsers:
+    """One headless Debian Chromium driven by Playwright, started on first use and shared by the benchmarks."""
+
+    def __init__(self) -> None:
+        self._playwright: Any = None
+        self._browser: Any = None
+
+    def browser(self) -> Any:
+        if self._browser is None:
+            if not Path(CHROMIUM).exists():
+                raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (make deps-test)")
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
+        return self._browser
+
+    def chromium_pids(self) -> list[int]:
+        """Every Chromium process we started (browser, renderers, GPU/utility processes)."""
+        return [p.pid for p in descendants(os.getpid()) if "chrom" in p.comm.lower()]
+
+    def close(self) -> None:
+        if self._browser is not None:
+            try:
+                self._browser.close()
+            finally:
+                self._browser = None
+        if self._playwright is not None:
+            try:
+                self._playwright.stop()
+            finally:
+                self._playwright = None
+
+
+@contextmanager
+def viewer(browsers: Browsers, url: str, init_script: str | None = None) -> Iterator[Any]:
+    """A page on ``url`` that has decoded its first frame; ``init_script`` runs before the page's own code."""
+    page = browsers.browser().new_page(viewport=VIEWPORT)
+    try:
+        if init_script is not None:
+            page.add_init_script(script=init_script)
+        page.goto(url)
+        page.wait_for_function(
+            "() => window.impromptu && window.impromptu.framesDecoded > 0", timeout=FIRST_FRAME_TIMEOUT_MS
+        )
+        yield page
+    finally:
+        page.close()
+
+
+def frames_decoded(page: Any) -> int:
+    return int(page.evaluate("() => window.impromptu.framesDecoded"))

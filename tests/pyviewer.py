@@ -1,0 +1,85 @@
+"""A minimal headless viewer in Python (aiortc), speaking docs/protocol.md, for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from impromptu.link import LinkKeys
+from impromptu.stream.framing import EncodedChunk, Reassembler
+
+
+class PyViewer:
+    def __init__(self, base_url: str, room: str, key: bytes, offer_keys: LinkKeys) -> None:
+        self.base_url = base_url
+        self.room = room
+        self.key = key
+        self.offer_keys = offer_keys
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.configs: list[dict[str, Any]] = []
+        self.frames: asyncio.Queue[EncodedChunk] = asyncio.Queue()
+        self.signals: list[dict[str, Any]] = []
+        self.control: RTCDataChannel | None = None
+        self._reassembler = Reassembler()
+        self._http: aiohttp.ClientSession | None = None
+        self.opened = asyncio.Event()
+
+    async def connect(self) -> dict[str, Any]:
+        """Join and answer; returns the last signaling message (an offer answered, or a reject)."""
+        self._http = aiohttp.ClientSession()
+        ws = await self._http.ws_connect(f"{self.base_url}/ws")
+        await ws.send_json({"type": "hello", "room": self.room, "role": "viewer"})
+        peer = ""
+
+        @self.pc.on("datachannel")
+        def on_channel(channel: RTCDataChannel) -> None:
+            if channel.label == "control":
+                self.control = channel
+                channel.on("message", lambda m: self.configs.append(json.loads(m)))
+                self.opened.set()
+            else:
+                channel.on("message", self._video)
+
+        while True:
+            msg = await asyncio.wait_for(ws.receive_json(), 10)
+            self.signals.append(msg)
+            if msg["type"] == "welcome":
+                peer = msg["peer"]
+            elif msg["type"] == "offer":
+                assert msg["mac"] == self.offer_keys.offer_mac(peer, msg["sdp"]), "offer not from the desktop"
+                await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+                sdp = self.pc.localDescription.sdp
+                sdp = "\r\n".join(
+                    line for line in sdp.splitlines() if not line.startswith("a=candidate:") or " 127.0.0.1 " in line
+                )
+                await ws.send_json({"type": "answer", "sdp": sdp, "mac": LinkKeys.answer_mac(self.key, peer, sdp)})
+            elif msg["type"] == "reject":
+                return msg
+            if self.opened.is_set() or (msg["type"] == "offer" and await self._opened_within(10)):
+                return msg
+
+    async def _opened_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.opened.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _video(self, message: bytes) -> None:
+        done = self._reassembler.push(message)
+        if done is not None:
+            self.frames.put_nowait(done.chunk)
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.control is not None
+        self.control.send(json.dumps(message))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._http is not None:
+            await self._http.close()

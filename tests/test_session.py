@@ -1,0 +1,145 @@
+"""A sharing session against a Python viewer: authenticated offers and answers, a decodable stream that
+matches the screen, input only for those who hold the control key, and nothing sent while idle."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from collections.abc import AsyncIterator
+from typing import Any
+
+import av
+import pytest
+from Xlib import X
+from Xlib.display import Display
+
+from impromptu.link import LinkKeys
+from impromptu.rtc import IcePolicy
+from impromptu.session import ShareOptions, ShareSession
+from impromptu.signaling import SignalingServer
+from tests.pyviewer import PyViewer
+
+
+@pytest.fixture
+async def shared(xvfb_display: str) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
+    server = SignalingServer("127.0.0.1", 0)
+    await server.start()
+    session = ShareSession(
+        xvfb_display, LinkKeys.generate(), server, ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)))
+    )
+    await session.start()
+    yield session, server
+    await session.stop()
+    await server.stop()
+
+
+def viewer(session: ShareSession, server: SignalingServer, key: bytes) -> PyViewer:
+    return PyViewer(f"http://127.0.0.1:{server.port}", session.keys.room, key, session.keys)
+
+
+async def next_frame(v: PyViewer) -> Any:
+    return await asyncio.wait_for(v.frames.get(), 10)
+
+
+async def test_control_viewer_gets_a_decodable_stream_of_the_screen(
+    shared: tuple[ShareSession, SignalingServer], xvfb_display: str
+) -> None:
+    session, server = shared
+    painter = Display(xvfb_display)
+    screen = painter.screen()
+    window = screen.root.create_window(0, 0, 640, 480, 0, screen.root_depth, override_redirect=True)
+    gc = window.create_gc(foreground=0xFF0000)
+    window.map()
+    window.fill_rectangle(gc, 0, 0, 640, 480)
+    painter.sync()
+    v = viewer(session, server, session.keys.control)
+    try:
+        last = await v.connect()
+        assert last["type"] == "offer"
+        first = await next_frame(v)
+        assert first.keyframe, "a new viewer starts at a keyframe"
+        assert v.configs[0]["type"] == "config" and v.configs[0]["width"] == 640
+        decoder = av.CodecContext.create("h264", "r")
+        (picture,) = decoder.decode(av.Packet(first.data))
+        rgb = picture.to_ndarray(format="rgb24")
+        assert rgb[240, 320, 0] > 200 and rgb[240, 320, 1] < 60, "the red window is in the picture"
+
+        # Draw something new: a frame follows, and decodes to it.
+        gc.change(foreground=0x0000FF)
+        window.fill_rectangle(gc, 0, 0, 640, 480)
+        painter.sync()
+        for _ in range(10):
+            (picture,) = decoder.decode(av.Packet((await next_frame(v)).data))
+            if picture.to_ndarray(format="rgb24")[240, 320, 2] > 200:
+                break
+        else:
+            pytest.fail("the blue window never reached the viewer")
+    finally:
+        await v.close()
+        window.destroy()
+        painter.close()
+
+
+async def test_a_viewer_without_the_key_is_rejected(shared: tuple[ShareSession, SignalingServer]) -> None:
+    session, server = shared
+    v = viewer(session, server, LinkKeys.generate().control)
+    try:
+        last = await v.connect()
+        assert last == {"type": "reject", "peer": last["peer"], "reason": "not authorised"}
+        assert v.frames.empty() and session.viewers == 0
+    finally:
+        await v.close()
+
+
+async def test_idle_desktop_sends_nothing_and_input_reaches_x(
+    shared: tuple[ShareSession, SignalingServer], xvfb_display: str
+) -> None:
+    session, server = shared
+    v = viewer(session, server, session.keys.control)
+    watcher = Display(xvfb_display)
+    screen = watcher.screen()
+    window = screen.root.create_window(
+        100, 100, 200, 200, 0, screen.root_depth, override_redirect=True, event_mask=X.ButtonPressMask
+    )
+    window.map()
+    watcher.sync()
+    try:
+        await v.connect()
+        await next_frame(v)
+        # Let the stream settle, then nothing changes on screen: nothing must be encoded or sent.
+        while True:
+            try:
+                await asyncio.wait_for(v.frames.get(), 0.5)
+            except TimeoutError:
+                break
+        frames_before = session._worker.frames if session._worker else -1
+        with pytest.raises(TimeoutError):  # an observation window: idle must stay idle
+            await asyncio.wait_for(v.frames.get(), 1.0)
+        assert session._worker is not None and session._worker.frames == frames_before
+
+        v.send({"type": "input.button", "button": 1, "down": True, "x": 150, "y": 170})
+        v.send({"type": "input.button", "button": 1, "down": False, "x": 150, "y": 170})
+        event = await asyncio.to_thread(wait_press, watcher)
+        assert (event.root_x, event.root_y) == (150, 170)
+    finally:
+        await v.close()
+        window.destroy()
+        watcher.close()
+
+
+def wait_press(d: Display) -> Any:
+    for _ in range(100):
+        while d.pending_events():
+            event = d.next_event()
+            if event.type == X.ButtonPress:
+                return event
+        select.select([d.fileno()], [], [], 0.1)
+    raise AssertionError("no ButtonPress")
+
+
+async def test_stop_is_idempotent_and_refuses_restart(shared: tuple[ShareSession, SignalingServer]) -> None:
+    session, _ = shared
+    await session.stop()
+    await session.stop()
+    with pytest.raises(Exception, match="once"):
+        await session.start()

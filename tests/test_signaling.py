@@ -1,0 +1,125 @@
+"""The signaling server relays SDP within a room, learns nothing else, and drops what is malformed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from impromptu.link import LinkKeys
+from impromptu.signaling import SignalingServer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SignalingServer]:
+    s = SignalingServer("127.0.0.1", 0)
+    await s.start()
+    yield s
+    await s.stop()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        self.queue.put_nowait(message)
+
+    async def next(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), 5)
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    msg = await asyncio.wait_for(ws.receive(), 5)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return dict(json.loads(msg.data))
+
+
+async def test_offer_and_answer_travel_between_desktop_and_viewer(server: SignalingServer) -> None:
+    room = LinkKeys.generate().room
+    desktop = Inbox()
+    attachment = server.attach_desktop(room, desktop)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send_json({"type": "hello", "room": room, "role": "viewer"})
+        welcome = await receive(ws)
+        assert welcome["type"] == "welcome"
+        peer = welcome["peer"]
+        assert await desktop.next() == {"type": "join", "peer": peer}
+        attachment.send({"type": "offer", "peer": peer, "sdp": "v=0", "mac": "m"})
+        assert await receive(ws) == {"type": "offer", "peer": peer, "sdp": "v=0", "mac": "m"}
+        # A page cannot speak for another peer: the server stamps the sender's own id.
+        await ws.send_json({"type": "answer", "peer": "someone-else", "sdp": "v=1", "mac": "n"})
+        assert await desktop.next() == {"type": "answer", "peer": peer, "sdp": "v=1", "mac": "n"}
+    assert await desktop.next() == {"type": "leave", "peer": peer}
+    attachment.detach()
+
+
+async def test_viewer_waits_for_a_desktop_and_hears_when_it_goes(server: SignalingServer) -> None:
+    room = LinkKeys.generate().room
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send_json({"type": "hello", "room": room, "role": "viewer"})
+        peer = (await receive(ws))["peer"]
+        assert await receive(ws) == {"type": "waiting"}
+        desktop = Inbox()
+        attachment = server.attach_desktop(room, desktop)
+        assert await desktop.next() == {"type": "join", "peer": peer}
+        attachment.detach()
+        assert await receive(ws) == {"type": "desktop-gone"}
+
+
+async def test_other_rooms_hear_nothing(server: SignalingServer) -> None:
+    desktop = Inbox()
+    server.attach_desktop(LinkKeys.generate().room, desktop)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send_json({"type": "hello", "room": LinkKeys.generate().room, "role": "viewer"})
+        assert (await receive(ws))["type"] == "welcome"
+        assert await receive(ws) == {"type": "waiting"}
+    assert desktop.queue.empty()
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"type": "answer", "sdp": "x", "mac": "y"},
+        {"type": "hello", "room": "short", "role": "viewer"},
+        {"type": "hello", "room": "a" * 22, "role": "desktop"},
+        {"type": "hello", "room": ["a" * 22], "role": "viewer"},
+    ],
+)
+async def test_a_bad_hello_closes_the_socket(server: SignalingServer, first: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send_json(first)
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_malformed_messages_are_dropped_not_fatal(server: SignalingServer) -> None:
+    room = LinkKeys.generate().room
+    desktop = Inbox()
+    server.attach_desktop(room, desktop)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send_str("not json")
+        await ws.send_json({"type": "hello", "room": room, "role": "viewer"})
+        peer = (await receive(ws))["peer"]
+        assert (await desktop.next())["type"] == "join"
+        await ws.send_str("[1, 2]")
+        await ws.send_json({"type": "answer", "sdp": 5, "mac": "m"})
+        await ws.send_json({"type": "answer", "sdp": "ok", "mac": "m"})
+        assert await desktop.next() == {"type": "answer", "peer": peer, "sdp": "ok", "mac": "m"}
+
+
+async def test_pages_are_served_with_a_strict_policy(server: SignalingServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{server.port}/") as page:
+            assert page.status == 200
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+            assert "<canvas" in await page.text()
+        async with http.get(f"http://127.0.0.1:{server.port}/lib/protocol.js") as module:
+            assert module.status == 200
+        async with http.get(f"http://127.0.0.1:{server.port}/lib/../../link.py") as escape:
+            assert escape.status in (403, 404)
