@@ -157,3 +157,16 @@ def test_non_loopback_bind_serves_https_with_a_kept_self_signed_certificate(tmp_
             fingerprints.append(printed)
     assert fingerprints[0] == fingerprints[1], "generated once, then kept"
     assert list((tmp_path / "impromptu" / "tls").iterdir())
+
+
+def test_doctor_reports_this_machine() -> None:
+    result = impromptu("doctor")
+    assert result.returncode == 0, result.stdout
+    for name in ("Xvfb", "XTEST", "MIT-SHM", "DAMAGE", "H.264"):
+        assert name in result.stdout
+
+
+def test_doctor_on_an_unreachable_display_says_how_to_fix_it() -> None:
+    result = impromptu("doctor", "--display", ":987")
+    assert result.returncode == 1
+    assert "fix:" in result.stdout and "Traceback" not in result.stderr

@@ -163,3 +163,43 @@ def _is_zombie(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_page_reconnects_by_itself_when_its_connection_dies(browser: Any) -> None:
+    with run_desktop("vdisplay", "run", *desktop_args("--size", "640x480"), "--", "xterm") as desktop:
+        page = browser.new_page()
+        # Keep a handle on every peer connection the page makes, so the test can kill one.
+        page.add_init_script(
+            """(() => {
+                const Native = window.RTCPeerConnection;
+                window.__pcs = [];
+                window.RTCPeerConnection = function (...args) {
+                    const pc = new Native(...args);
+                    window.__pcs.push(pc);
+                    return pc;
+                };
+                window.RTCPeerConnection.prototype = Native.prototype;
+            })();"""
+        )
+        page.goto(desktop.url)
+        page.wait_for_function("() => window.impromptu && window.impromptu.framesDecoded > 0", timeout=20_000)
+        page.evaluate("() => window.__pcs[0].close()")
+        page.wait_for_function(
+            "() => window.__pcs.length >= 2 && window.__pcs.at(-1).connectionState === 'connected'"
+            " && window.impromptu.state === 'connected'",
+            timeout=15_000,
+        )
+        # The new connection streams: a change on the screen reaches the page through it.
+        decoded = page.evaluate("() => window.impromptu.framesDecoded")
+        subprocess.run(["xsetroot", "-solid", "#208040"], env={"DISPLAY": desktop.display}, check=True)
+        page.wait_for_function(f"() => window.impromptu.framesDecoded > {decoded}", timeout=10_000)
+        page.close()
+
+
+def test_share_an_existing_display(browser: Any, xvfb_display: str) -> None:
+    with run_desktop("share", "--display", xvfb_display, *desktop_args()) as desktop:
+        assert desktop.display == xvfb_display
+        page = open_operator(browser, desktop.url)
+        assert page.evaluate("() => window.impromptu.lastConfig.width") == 640
+        page.close()
+        assert desktop.interrupt() == 0, "Ctrl-C is how a share ends: a clean exit"

@@ -117,6 +117,19 @@ async def test_idle_desktop_sends_nothing_and_input_reaches_x(
             await asyncio.wait_for(v.frames.get(), 1.0)
         assert session._worker is not None and session._worker.frames == frames_before
 
+        # Malformed, out-of-range and unknown input is dropped; the session goes on.
+        assert v.control is not None
+        v.control.send("not json")
+        v.control.send(b"\x00binary")
+        for bad in (
+            {"type": "input.button", "button": 9, "down": True, "x": 150, "y": 170},
+            {"type": "input.move", "x": 10_000, "y": 5},
+            {"type": "input.move", "x": True, "y": 5},
+            {"type": "input.key", "code": "KeyA" * 50, "key": "a", "down": True},
+            {"type": "no.such.thing"},
+            {"no": "type"},
+        ):
+            v.send(bad)
         v.send({"type": "input.button", "button": 1, "down": True, "x": 150, "y": 170})
         v.send({"type": "input.button", "button": 1, "down": False, "x": 150, "y": 170})
         event = await asyncio.to_thread(wait_press, watcher)
@@ -128,13 +141,8 @@ async def test_idle_desktop_sends_nothing_and_input_reaches_x(
 
 
 def wait_press(d: Display) -> Any:
-    for _ in range(100):
-        while d.pending_events():
-            event = d.next_event()
-            if event.type == X.ButtonPress:
-                return event
-        select.select([d.fileno()], [], [], 0.1)
-    raise AssertionError("no ButtonPress")
+    (event,) = wait_events(d, {X.ButtonPress})
+    return event
 
 
 async def test_stop_is_idempotent_and_refuses_restart(shared: tuple[ShareSession, SignalingServer]) -> None:
@@ -143,3 +151,44 @@ async def test_stop_is_idempotent_and_refuses_restart(shared: tuple[ShareSession
     await session.stop()
     with pytest.raises(Exception, match="once"):
         await session.start()
+
+
+async def test_keys_and_buttons_held_by_a_viewer_are_released_when_it_leaves(
+    shared: tuple[ShareSession, SignalingServer], xvfb_display: str
+) -> None:
+    session, server = shared
+    v = viewer(session, server, session.keys.control)
+    watcher = Display(xvfb_display)
+    screen = watcher.screen()
+    window = screen.root.create_window(
+        0, 0, 640, 480, 0, screen.root_depth, override_redirect=True,
+        event_mask=X.KeyPressMask | X.KeyReleaseMask | X.ButtonPressMask | X.ButtonReleaseMask,
+    )  # fmt: skip
+    window.map()
+    window.set_input_focus(X.RevertToParent, X.CurrentTime)
+    watcher.sync()
+    try:
+        await v.connect()
+        v.send({"type": "input.key", "code": "KeyQ", "key": "q", "down": True})
+        v.send({"type": "input.button", "button": 3, "down": True, "x": 10, "y": 10})
+        pressed = await asyncio.to_thread(wait_events, watcher, {X.KeyPress, X.ButtonPress})
+        assert {e.type for e in pressed} == {X.KeyPress, X.ButtonPress}
+        await v.close()  # the viewer goes away while holding both
+        released = await asyncio.to_thread(wait_events, watcher, {X.KeyRelease, X.ButtonRelease})
+        assert {e.type for e in released} == {X.KeyRelease, X.ButtonRelease}
+    finally:
+        window.destroy()
+        watcher.close()
+
+
+def wait_events(d: Display, kinds: set[int]) -> list[Any]:
+    seen: dict[int, Any] = {}
+    for _ in range(150):
+        while d.pending_events():
+            event = d.next_event()
+            if event.type in kinds:
+                seen.setdefault(event.type, event)
+        if set(seen) == kinds:
+            return list(seen.values())
+        select.select([d.fileno()], [], [], 0.1)
+    raise AssertionError(f"saw only {sorted(seen)} of {sorted(kinds)}")

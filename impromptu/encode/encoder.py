@@ -116,7 +116,8 @@ class Encoder:
     def encode(self, bgra: bytes | bytearray | memoryview, pts_us: int, keyframe: bool) -> tuple[bytes, bool]:
         """Encode one picture; returns the frame's bytes and whether it is a keyframe."""
         pixels = np.frombuffer(bgra, dtype=np.uint8).reshape(self.height, self.width, 4)
-        frame = av.VideoFrame.from_ndarray(pixels, format="bgra").reformat(format="yuv420p")
+        # Wrap the captured buffer without copying it; the conversion to I420 is the one pass over the pixels.
+        frame = av.VideoFrame.from_numpy_buffer(pixels, format="bgra").reformat(format="yuv420p")
         frame.pts = pts_us
         if keyframe:
             frame.pict_type = PictureType.I
