@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-import numpy as np
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
+from impromptu.encode.convert import I420Converter
 from impromptu.errors import EncodeError
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Encoder:
                 "profile": "baseline",
                 "level": f"{level // 10}.{level % 10}",
                 "crf": "23",
-                "x264-params": "repeat-headers=1:keyint=infinite:min-keyint=1:scenecut=0:aud=0",
+                "x264-params": "repeat-headers=1:keyint=infinite:min-keyint=1:scenecut=0:aud=0:vbv-maxrate=8000:vbv-bufsize=4000",
             }
         else:
             self.codec = "vp8"
@@ -111,13 +111,12 @@ class Encoder:
             raise EncodeError(f"cannot open encoder {encoder} for {width}x{height}: {exc}") from exc
         self.encoder = encoder
         self._ctx = ctx
+        self._converter = I420Converter(width, height)
         self._closed = False
 
     def encode(self, bgra: bytes | bytearray | memoryview, pts_us: int, keyframe: bool) -> tuple[bytes, bool]:
         """Encode one picture; returns the frame's bytes and whether it is a keyframe."""
-        pixels = np.frombuffer(bgra, dtype=np.uint8).reshape(self.height, self.width, 4)
-        # Wrap the captured buffer without copying it; the conversion to I420 is the one pass over the pixels.
-        frame = av.VideoFrame.from_numpy_buffer(pixels, format="bgra").reformat(format="yuv420p")
+        frame = self._converter.convert(bgra)
         frame.pts = pts_us
         if keyframe:
             frame.pict_type = PictureType.I
