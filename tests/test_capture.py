@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
-from Xlib.display import Display
 
 from impromptu.capture import open_screen_source
 from impromptu.capture.x11 import X11ScreenSource
-
-
-class Painter:
-    """An X client with one window it fills with solid colours."""
-
-    def __init__(self, display: str) -> None:
-        self.d = Display(display)
-        screen = self.d.screen()
-        self.window: Any = screen.root.create_window(
-            50, 40, 120, 80, 0, screen.root_depth, background_pixel=screen.black_pixel, override_redirect=True
-        )
-        self.gc = self.window.create_gc()
-        self.window.map()
-        self.d.sync()
-
-    def fill(self, rgb: int) -> None:
-        self.gc.change(foreground=rgb)
-        self.window.fill_rectangle(self.gc, 0, 0, 120, 80)
-        self.d.sync()
-
-    def close(self) -> None:
-        self.window.destroy()
-        self.d.close()
+from tests.xclient import XWindow
 
 
 @pytest.fixture
-def painter(xvfb_display: str) -> Iterator[Painter]:
-    p = Painter(xvfb_display)
+def painter(xvfb_display: str) -> Iterator[XWindow]:
+    p = XWindow(xvfb_display, 50, 40, 120, 80)
     yield p
     p.close()
 
@@ -56,7 +32,7 @@ def wait_changed(source: X11ScreenSource) -> bool:
     return False
 
 
-def test_capture_sees_what_an_x_client_draws(xvfb_display: str, painter: Painter) -> None:
+def test_capture_sees_what_an_x_client_draws(xvfb_display: str, painter: XWindow) -> None:
     source = open_screen_source(xvfb_display)
     assert isinstance(source, X11ScreenSource)
     try:
@@ -72,7 +48,7 @@ def test_capture_sees_what_an_x_client_draws(xvfb_display: str, painter: Painter
         source.close()
 
 
-def test_damage_reports_changes_and_only_changes(xvfb_display: str, painter: Painter) -> None:
+def test_damage_reports_changes_and_only_changes(xvfb_display: str, painter: XWindow) -> None:
     source = X11ScreenSource(xvfb_display)
     try:
         assert source.fallbacks == [], "XShm and DAMAGE are available on Xvfb"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import select
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +11,9 @@ import mss
 import numpy as np
 import pytest
 from Xlib import X
-from Xlib.display import Display
 
 from tests.harness import CHROMIUM, CHROMIUM_ARGS, Desktop, desktop_args, run_desktop, wait_for
+from tests.xclient import XWindow
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -81,36 +79,6 @@ def screen_to_page(page: Any, width: int, height: int) -> Any:
     return lambda x, y: (left + (x + 0.5) * scale, top + (y + 0.5) * scale)
 
 
-class ClickTarget:
-    """An override-redirect X window (on top of everything) that records button presses."""
-
-    def __init__(self, display: str, x: int, y: int, w: int, h: int) -> None:
-        self.d = Display(display)
-        screen = self.d.screen()
-        self.window = screen.root.create_window(
-            x, y, w, h, 0, screen.root_depth,
-            background_pixel=screen.white_pixel,
-            override_redirect=True,
-            event_mask=X.ButtonPressMask | X.ExposureMask,
-        )  # fmt: skip
-        self.window.map()
-        self.d.sync()
-
-    def next_press(self, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            while self.d.pending_events():
-                event = self.d.next_event()
-                if event.type == X.ButtonPress:
-                    return event
-            select.select([self.d.fileno()], [], [], max(0.0, deadline - time.monotonic()))
-        raise AssertionError("no button press reached the X window")
-
-    def close(self) -> None:
-        self.window.destroy()
-        self.d.close()
-
-
 def test_page_shows_the_screen_and_operates_the_xterm(browser: Any, desktop: Desktop, tmp_path: Path) -> None:
     page = open_operator(browser, desktop.url)
     state = page.evaluate("window.impromptu.lastConfig")
@@ -124,11 +92,11 @@ def test_page_shows_the_screen_and_operates_the_xterm(browser: Any, desktop: Des
     wait_for(matches, 10, "the canvas to match the X screen")
 
     # A click on the page lands at the right X coordinates.
-    target = ClickTarget(desktop.display, 900, 500, 200, 150)
+    target = XWindow(desktop.display, 900, 500, 200, 150, X.ButtonPressMask)
     try:
         to_page = screen_to_page(page, 1280, 800)
         page.mouse.click(*to_page(960, 555))
-        press = target.next_press(10)
+        (press,) = target.wait_events({X.ButtonPress})
         assert abs(press.root_x - 960) <= 2 and abs(press.root_y - 555) <= 2, (press.root_x, press.root_y)
         assert press.detail == 1
     finally:

@@ -4,20 +4,19 @@ matches the screen, input only for those who hold the control key, and nothing s
 from __future__ import annotations
 
 import asyncio
-import select
 from collections.abc import AsyncIterator
 from typing import Any
 
 import av
 import pytest
 from Xlib import X
-from Xlib.display import Display
 
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.session import ShareOptions, ShareSession
 from impromptu.signaling import SignalingServer
 from tests.pyviewer import PyViewer
+from tests.xclient import XWindow
 
 
 @pytest.fixture
@@ -45,13 +44,8 @@ async def test_control_viewer_gets_a_decodable_stream_of_the_screen(
     shared: tuple[ShareSession, SignalingServer], xvfb_display: str
 ) -> None:
     session, server = shared
-    painter = Display(xvfb_display)
-    screen = painter.screen()
-    window = screen.root.create_window(0, 0, 640, 480, 0, screen.root_depth, override_redirect=True)
-    gc = window.create_gc(foreground=0xFF0000)
-    window.map()
-    window.fill_rectangle(gc, 0, 0, 640, 480)
-    painter.sync()
+    painter = XWindow(xvfb_display, 0, 0, 640, 480)
+    painter.fill(0xFF0000)
     v = viewer(session, server, session.keys.control)
     try:
         last = await v.connect()
@@ -65,9 +59,7 @@ async def test_control_viewer_gets_a_decodable_stream_of_the_screen(
         assert rgb[240, 320, 0] > 200 and rgb[240, 320, 1] < 60, "the red window is in the picture"
 
         # Draw something new: a frame follows, and decodes to it.
-        gc.change(foreground=0x0000FF)
-        window.fill_rectangle(gc, 0, 0, 640, 480)
-        painter.sync()
+        painter.fill(0x0000FF)
         for _ in range(10):
             (picture,) = decoder.decode(av.Packet((await next_frame(v)).data))
             if picture.to_ndarray(format="rgb24")[240, 320, 2] > 200:
@@ -76,7 +68,6 @@ async def test_control_viewer_gets_a_decodable_stream_of_the_screen(
             pytest.fail("the blue window never reached the viewer")
     finally:
         await v.close()
-        window.destroy()
         painter.close()
 
 
@@ -96,13 +87,7 @@ async def test_idle_desktop_sends_nothing_and_input_reaches_x(
 ) -> None:
     session, server = shared
     v = viewer(session, server, session.keys.control)
-    watcher = Display(xvfb_display)
-    screen = watcher.screen()
-    window = screen.root.create_window(
-        100, 100, 200, 200, 0, screen.root_depth, override_redirect=True, event_mask=X.ButtonPressMask
-    )
-    window.map()
-    watcher.sync()
+    watcher = XWindow(xvfb_display, 100, 100, 200, 200, X.ButtonPressMask)
     try:
         await v.connect()
         await next_frame(v)
@@ -132,17 +117,11 @@ async def test_idle_desktop_sends_nothing_and_input_reaches_x(
             v.send(bad)
         v.send({"type": "input.button", "button": 1, "down": True, "x": 150, "y": 170})
         v.send({"type": "input.button", "button": 1, "down": False, "x": 150, "y": 170})
-        event = await asyncio.to_thread(wait_press, watcher)
+        (event,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonPress})
         assert (event.root_x, event.root_y) == (150, 170)
     finally:
         await v.close()
-        window.destroy()
         watcher.close()
-
-
-def wait_press(d: Display) -> Any:
-    (event,) = wait_events(d, {X.ButtonPress})
-    return event
 
 
 async def test_stop_is_idempotent_and_refuses_restart(shared: tuple[ShareSession, SignalingServer]) -> None:
@@ -158,37 +137,17 @@ async def test_keys_and_buttons_held_by_a_viewer_are_released_when_it_leaves(
 ) -> None:
     session, server = shared
     v = viewer(session, server, session.keys.control)
-    watcher = Display(xvfb_display)
-    screen = watcher.screen()
-    window = screen.root.create_window(
-        0, 0, 640, 480, 0, screen.root_depth, override_redirect=True,
-        event_mask=X.KeyPressMask | X.KeyReleaseMask | X.ButtonPressMask | X.ButtonReleaseMask,
-    )  # fmt: skip
-    window.map()
-    window.set_input_focus(X.RevertToParent, X.CurrentTime)
-    watcher.sync()
+    mask = X.KeyPressMask | X.KeyReleaseMask | X.ButtonPressMask | X.ButtonReleaseMask
+    watcher = XWindow(xvfb_display, 0, 0, 640, 480, mask)
+    watcher.focus()
     try:
         await v.connect()
         v.send({"type": "input.key", "code": "KeyQ", "key": "q", "down": True})
         v.send({"type": "input.button", "button": 3, "down": True, "x": 10, "y": 10})
-        pressed = await asyncio.to_thread(wait_events, watcher, {X.KeyPress, X.ButtonPress})
+        pressed = await asyncio.to_thread(watcher.wait_events, {X.KeyPress, X.ButtonPress})
         assert {e.type for e in pressed} == {X.KeyPress, X.ButtonPress}
         await v.close()  # the viewer goes away while holding both
-        released = await asyncio.to_thread(wait_events, watcher, {X.KeyRelease, X.ButtonRelease})
+        released = await asyncio.to_thread(watcher.wait_events, {X.KeyRelease, X.ButtonRelease})
         assert {e.type for e in released} == {X.KeyRelease, X.ButtonRelease}
     finally:
-        window.destroy()
         watcher.close()
-
-
-def wait_events(d: Display, kinds: set[int]) -> list[Any]:
-    seen: dict[int, Any] = {}
-    for _ in range(150):
-        while d.pending_events():
-            event = d.next_event()
-            if event.type in kinds:
-                seen.setdefault(event.type, event)
-        if set(seen) == kinds:
-            return list(seen.values())
-        select.select([d.fileno()], [], [], 0.1)
-    raise AssertionError(f"saw only {sorted(seen)} of {sorted(kinds)}")
