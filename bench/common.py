@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ def size_name(size: tuple[int, int]) -> str:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0–100) with linear interpolation; NaN for no values."""
+    """The ``q``-th percentile (0-100) with linear interpolation; NaN for no values."""
     if not values:
         return math.nan
     ordered = sorted(values)
@@ -63,15 +64,23 @@ def fmt(value: float | int | None, digits: int = 1) -> str:
 # ---- tables ----
 
 
-def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str] = ()) -> str:
-    """A plain-text table: the first column left-aligned, the others right-aligned."""
+def table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    notes: Sequence[str] = (),
+    align: str = "",
+) -> str:
+    """A plain-text table. ``align`` has one letter per column, ``l`` or ``r``; by default the first column is
+    left-aligned and the others right-aligned."""
+    align = align or "l" + "r" * (len(headers) - 1)
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)]
+        parts = [c.ljust(widths[i]) if align[i] == "l" else c.rjust(widths[i]) for i, c in enumerate(cells)]
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -102,7 +111,7 @@ def spawn(
 ) -> subprocess.Popen[str]:
     """A child in its own session (so a Ctrl-C on the terminal reaches only us, and we stop it in order), which
     also gets SIGTERM should this process die without cleaning up."""
-    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+    return subprocess.Popen(
         list(command),
         env=env,
         stdin=subprocess.DEVNULL,
@@ -153,13 +162,19 @@ def ffplay_testsrc2(size: tuple[int, int]) -> list[str]:
     ]  # fmt: skip
 
 
+INTERRUPTED = threading.Event()
+"""Set on Ctrl-C, SIGTERM or SIGHUP: an error that follows (Playwright's driver got the Ctrl-C too) is the
+interruption, not a benchmark failure."""
+
+
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so every ``finally`` stops what it started."""
+    """Ctrl-C, SIGTERM and SIGHUP unwind as KeyboardInterrupt, so every ``finally`` stops what it started."""
 
     def interrupt(signum: int, _frame: object) -> None:
+        INTERRUPTED.set()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
 
 
@@ -173,6 +188,8 @@ class ProcStat:
     ppid: int
     ticks: int
     """utime + stime of the process itself (all its threads), in clock ticks."""
+    reaped_ticks: int
+    """cutime + cstime: what its children that it has waited for used (theirs and their own reaped children's)."""
 
 
 def proc_stat(pid: int) -> ProcStat | None:
@@ -183,7 +200,7 @@ def proc_stat(pid: int) -> ProcStat | None:
     comm = text[text.index("(") + 1 : text.rindex(")")]
     fields = text[text.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state) of proc(5): ppid is field 4, utime 14, stime 15.
-    return ProcStat(pid, comm, int(fields[1]), int(fields[11]) + int(fields[12]))
+    return ProcStat(pid, comm, int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
 
 
 def all_procs() -> list[ProcStat]:
@@ -210,38 +227,90 @@ def descendants(root: int, procs: Sequence[ProcStat] | None = None) -> list[Proc
     return found
 
 
+def machine_busy_ticks() -> int:
+    """CPU ticks the whole machine spent busy since boot (every core; /proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal
+
+
+def own_ticks() -> int:
+    """CPU ticks used so far by this process and everything it started, reaped or not (the desktop, ffplay,
+    Xvfb, Playwright's driver, Chromium): each live process's own time plus its reaped children's."""
+    return sum(p.ticks + p.reaped_ticks for p in (proc_stat(os.getpid()), *descendants(os.getpid())) if p is not None)
+
+
 class CpuMeter:
     """CPU used by named groups of processes between ``start()`` and ``stop()``, as % of one core.
 
-    ``groups`` maps a label to the pids to count; a pid that is gone at ``stop()`` counts nothing."""
+    ``groups`` maps a label to the pids to count; a pid that is gone at ``stop()`` counts nothing. Two more
+    figures come for free: ``machine`` (every core, every process) and ``foreign`` (the machine minus this
+    process and all its descendants: someone else's load, which makes the figures unreliable)."""
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = groups
+    def __init__(self, groups: dict[str, list[int]] | None = None) -> None:
+        self.groups = groups or {}
         self._start: dict[int, int] = {}
+        self._own = 0
+        self._machine = 0
         self._t0 = 0.0
         self.percent: dict[str, float] = {}
         self.seconds = 0.0
 
-    def start(self) -> None:
+    def start(self) -> CpuMeter:
+        self._own = own_ticks()
         self._start = {}
-        for pids in self.groups.values():
-            for pid in pids:
-                stat = proc_stat(pid)
-                if stat is not None:
-                    self._start[pid] = stat.ticks
+        for pid in {pid for pids in self.groups.values() for pid in pids}:
+            stat = proc_stat(pid)
+            if stat is not None:
+                self._start[pid] = stat.ticks
+        self._machine = machine_busy_ticks()
         self._t0 = time.monotonic()
+        return self
+
+    def _ticks(self, pids: Sequence[int]) -> int:
+        ticks = 0
+        for pid in pids:
+            stat = proc_stat(pid)
+            if stat is not None and pid in self._start:
+                ticks += stat.ticks - self._start[pid]
+        return ticks
 
     def stop(self) -> dict[str, float]:
         elapsed = time.monotonic() - self._t0
+        machine = machine_busy_ticks() - self._machine
         self.seconds = elapsed
+
+        def pct(ticks: int) -> float:
+            return 100.0 * ticks / CLK_TCK / elapsed
+
         for label, pids in self.groups.items():
-            ticks = 0
-            for pid in pids:
-                stat = proc_stat(pid)
-                if stat is not None and pid in self._start:
-                    ticks += stat.ticks - self._start[pid]
-            self.percent[label] = 100.0 * ticks / CLK_TCK / elapsed
+            self.percent[label] = pct(self._ticks(pids))
+        self.percent["machine"] = pct(machine)
+        self.percent["foreign"] = max(0.0, pct(machine - (own_ticks() - self._own)))
         return self.percent
+
+
+FOREIGN_WARN_PCT = 10.0
+"""Other processes using more than this (% of one core) during a benchmark make its figures suspect."""
+
+
+def wait_until_quiet(max_wait_s: float, sample_s: float = 1.0) -> float:
+    """Wait (up to ``max_wait_s``) until no other process uses more than ``FOREIGN_WARN_PCT`` of a core;
+    returns the last foreign load measured."""
+    deadline = time.monotonic() + max_wait_s
+    warned = False
+    while True:
+        meter = CpuMeter().start()
+        time.sleep(sample_s)
+        foreign = meter.stop()["foreign"]
+        if foreign <= FOREIGN_WARN_PCT or time.monotonic() >= deadline:
+            if foreign > FOREIGN_WARN_PCT:
+                log(f"other processes still use {foreign:.0f}% of a core: figures will be off")
+            return foreign
+        if not warned:
+            log(f"other processes use {foreign:.0f}% of a core: waiting up to {max_wait_s:.0f} s for quiet")
+            warned = True
 
 
 def log(message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import re
@@ -141,21 +142,24 @@ class Browsers:
             )
         return self._browser
 
+    def version(self) -> str:
+        """The browser's version, once it has started."""
+        return str(self._browser.version) if self._browser is not None else ""
+
     def chromium_pids(self) -> list[int]:
         """Every Chromium process we started (browser, renderers, GPU/utility processes)."""
         return [p.pid for p in descendants(os.getpid()) if "chrom" in p.comm.lower()]
 
     def close(self) -> None:
-        if self._browser is not None:
-            try:
-                self._browser.close()
-            finally:
-                self._browser = None
-        if self._playwright is not None:
-            try:
-                self._playwright.stop()
-            finally:
-                self._playwright = None
+        """Close the browser and the driver; after a Ctrl-C (which reaches the driver too) they may be gone."""
+        browser, self._browser = self._browser, None
+        playwright, self._playwright = self._playwright, None
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                browser.close()
+        if playwright is not None:
+            with contextlib.suppress(Exception):
+                playwright.stop()
 
 
 @contextmanager
@@ -171,7 +175,8 @@ def viewer(browsers: Browsers, url: str, init_script: str | None = None) -> Iter
         )
         yield page
     finally:
-        page.close()
+        with contextlib.suppress(Exception):  # the browser may be gone already (Ctrl-C)
+            page.close()
 
 
 def frames_decoded(page: Any) -> int:
