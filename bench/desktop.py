@@ -18,21 +18,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.common import descendants, proc_stat, spawn, stop_process
+from tests.harness import CHROMIUM, CHROMIUM_ARGS, URL_RE  # one set of Chromium flags for tests and benchmarks
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
 VIEWPORT = {"width": 1280, "height": 800}
-URL_RE = re.compile(r"Operator link: (\S+)")
 DISPLAY_RE = re.compile(r"sharing display (:\d+)")
 START_TIMEOUT_S = 30.0
 FIRST_FRAME_TIMEOUT_MS = 20_000

@@ -1,7 +1,9 @@
 """Glass-to-glass latency through a real browser, on one clock.
 
 An X client in this process draws the wall clock (µs since the epoch, lower ``BITS`` bits) as a bar code at the
-top-left of the shared screen, about every millisecond, while testsrc2 fills the rest of it. In the viewer page,
+top-left of the shared screen, about every millisecond: on an otherwise still screen (the reference method), and
+again while testsrc2 fills the rest of it (a loaded desktop: on 2 cores, ffplay, Chromium and the desktop then
+compete for the CPU). In the viewer page,
 a wrapper around ``CanvasRenderingContext2D.drawImage`` reads the bar code back off each decoded picture right
 after it is painted, and records "now - clock shown". Both ends read the same machine's clock.
 
@@ -217,8 +219,13 @@ class BarcodeClock:
             self._d.close()
 
 
-def measure(size: tuple[int, int], browsers: Browsers, seconds: float, warmup: float = WARMUP_S) -> dict[str, Any]:
-    with run_desktop(size, ffplay_testsrc2(size)) as desktop:
+STILL_APP = ("sleep", "infinity")
+
+
+def measure(
+    size: tuple[int, int], browsers: Browsers, seconds: float, warmup: float = WARMUP_S, loaded: bool = False
+) -> dict[str, Any]:
+    with run_desktop(size, ffplay_testsrc2(size) if loaded else STILL_APP) as desktop:
         clock = BarcodeClock(desktop.display).start()
         try:
             with viewer(browsers, desktop.url, init_script=PROBE_JS) as page:
@@ -249,6 +256,7 @@ def measure(size: tuple[int, int], browsers: Browsers, seconds: float, warmup: f
         raise RuntimeError(f"no bar code read back at {size_name(size)} ({probe['rejected']} rejected readings)")
     return {
         "size": size_name(size),
+        "loaded": loaded,
         "seconds": elapsed,
         "count": len(g2g),
         "rejected": probe["rejected"],
@@ -267,9 +275,11 @@ def measure(size: tuple[int, int], browsers: Browsers, seconds: float, warmup: f
 def run(sizes: tuple[tuple[int, int], ...], browsers: Browsers, quick: bool) -> list[dict[str, Any]]:
     seconds = 4.0 if quick else 10.0
     results = []
-    for size in sizes:
-        log(f"glass-to-glass {size_name(size)}@30: bar-code clock over testsrc2 for {seconds:.0f} s")
-        results.append(measure(size, browsers, seconds, WARMUP_S / 2 if quick else WARMUP_S))
+    for loaded in (False, True):
+        for size in sizes:
+            scene = "over testsrc2" if loaded else "on a still screen"
+            log(f"glass-to-glass {size_name(size)}@30: bar-code clock {scene} for {seconds:.0f} s")
+            results.append(measure(size, browsers, seconds, WARMUP_S / 2 if quick else WARMUP_S, loaded))
     return results
 
 
@@ -280,7 +290,7 @@ def _pair(stats: dict[str, float]) -> str:
 def render(results: list[dict[str, Any]]) -> str:
     rows = [
         [
-            f"impromptu {r['size']}@30",
+            f"impromptu {r['size']}@30" + (" + testsrc2" if r.get("loaded") else ""),
             fmt(r["g2g_ms"]["median"]),
             fmt(r["g2g_ms"]["p95"]),
             str(r["count"]),

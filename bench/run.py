@@ -157,7 +157,7 @@ def summary(results: dict[str, Any], foreign: dict[str, float]) -> tuple[str, li
         add("cpu", f"streaming CPU {size}@30", f"≤ {limit:.0f} % ({CPU_TARGET_RATIO}x Selkies)", measured,
             f"Selkies {ref:.0f} %", ok, mark)  # fmt: skip
 
-    g2g = {r["size"]: r for r in results.get("g2g", [])}
+    g2g = {r["size"]: r for r in results.get("g2g", []) if not r.get("loaded")}
     r = g2g.get("1920x1080")
     med = r["g2g_ms"]["median"] if r else None
     add(
