@@ -171,3 +171,22 @@ def test_share_an_existing_display(browser: Any, xvfb_display: str) -> None:
         assert page.evaluate("() => window.impromptu.lastConfig.width") == 640
         page.close()
         assert desktop.interrupt() == 0, "Ctrl-C is how a share ends: a clean exit"
+
+
+def test_page_explains_a_link_without_its_key(browser: Any) -> None:
+    with run_desktop("vdisplay", "run", *desktop_args(), "--", "sleep", "600") as desktop:
+        page = browser.new_page()
+        page.goto(desktop.url.partition("#")[0])
+        page.wait_for_function("() => window.impromptu && window.impromptu.state === 'failed'", timeout=10_000)
+        assert "no key after #" in page.locator("#notice").inner_text()
+        page.close()
+
+
+def test_page_says_when_the_browser_lacks_webcodecs(browser: Any) -> None:
+    with run_desktop("vdisplay", "run", *desktop_args(), "--", "sleep", "600") as desktop:
+        page = browser.new_page()
+        page.add_init_script("delete window.VideoDecoder;")
+        page.goto(desktop.url)
+        page.wait_for_function("() => window.impromptu && window.impromptu.state === 'unsupported'", timeout=10_000)
+        assert "WebCodecs" in page.locator("#notice").inner_text()
+        page.close()

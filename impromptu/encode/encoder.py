@@ -93,7 +93,19 @@ class Encoder:
                 "profile": "baseline",
                 "level": f"{level // 10}.{level % 10}",
                 "crf": "23",
-                "x264-params": "repeat-headers=1:keyint=infinite:min-keyint=1:scenecut=0:aud=0:vbv-maxrate=8000:vbv-bufsize=4000",
+                # Parameter sets on every keyframe; keyframes only when forced; at most 8 Mbit/s (the
+                # reference setup's rate), with half a second of buffer so a keyframe stays sharp.
+                "x264-params": ":".join(
+                    [
+                        "repeat-headers=1",
+                        "keyint=infinite",
+                        "min-keyint=1",
+                        "scenecut=0",
+                        "aud=0",
+                        "vbv-maxrate=8000",
+                        "vbv-bufsize=4000",
+                    ]
+                ),
             }
         else:
             self.codec = "vp8"
