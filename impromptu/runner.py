@@ -107,6 +107,11 @@ class _StopSignals:
     def _on_signal(self, sig: signal.Signals) -> None:
         if not self.received.done():
             self.received.set_result(128 + sig)
+        if self.interruptible is not None and not self.interruptible.done():
+            # Still starting (an X server that does not answer, say): give up on it rather than wait.
+            self.interruptible.cancel()
+
+    interruptible: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,7 +125,15 @@ async def _share_until(
     session = ShareSession(display, keys, server, ShareOptions(fps=options.fps, ice=options.ice))
     app_wait: asyncio.Task[int] | None = None
     try:
-        await session.start()
+        stops.interruptible = asyncio.ensure_future(session.start())
+        try:
+            await stops.interruptible
+        except asyncio.CancelledError:
+            if stops.received.done():
+                return stops.received.result()
+            raise
+        finally:
+            stops.interruptible = None
         url = f"{server.scheme}://{_url_host(options.host)}:{server.port}/#{keys.control_fragment()}"
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
         print(f"Operator link: {url}", flush=True)

@@ -7,10 +7,11 @@ worker (paused until someone watches), then the seat in the signaling room. Stop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from impromptu.capture import open_screen_source
 from impromptu.encode import Encoder
@@ -23,14 +24,47 @@ from impromptu.signaling import DesktopAttachment, SignalingServer
 from impromptu.stream.hub import Hub
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SURFACE = 0
+MAX_PEERS = 32
+"""Viewers plus offers awaiting an answer: joins beyond this are rejected before any resources are spent."""
+ANSWER_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
 class ShareOptions:
     fps: int = 30
     ice: IcePolicy = field(default_factory=IcePolicy)
+
+
+async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread of its own that cannot hold up exit.
+
+    Opening an X connection blocks for as long as the server does not answer. ``asyncio.to_thread`` would run it
+    in the default executor, which ``asyncio.run`` waits for at exit: a Ctrl-C would then hang on a dead server.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name=f"impromptu-open-{getattr(fn, '__name__', 'x')}", daemon=True).start()
+    return await future
 
 
 class ShareSession:
@@ -58,12 +92,12 @@ class ShareSession:
         if self._started:
             raise ImpromptuError("a session can only be started once")
         self._started = True
-        sink = await asyncio.to_thread(open_input_sink, self.display)
+        sink = await _in_daemon_thread(open_input_sink, self.display)
         try:
-            source = await asyncio.to_thread(open_screen_source, self.display)
+            source = await _in_daemon_thread(open_screen_source, self.display)
             try:
                 width, height = source.size
-                encoder = await asyncio.to_thread(Encoder, width, height, self._options.fps)
+                encoder = Encoder(width, height, self._options.fps)
             except BaseException:
                 source.close()
                 raise
@@ -103,9 +137,7 @@ class ShareSession:
             self._attachment.detach()
         for task in list(self._tasks):
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(peer.close() for peer in list(self._peers.values())), return_exceptions=True)
         if self._worker is not None:
             await asyncio.to_thread(self._worker.stop)
@@ -121,6 +153,11 @@ class ShareSession:
         if not isinstance(peer, str):
             return
         if kind == "join":
+            if len(self._peers) >= MAX_PEERS and peer not in self._peers:
+                logger.warning("viewer %s: rejected, %d viewers already", peer, MAX_PEERS)
+                if self._attachment is not None:
+                    self._attachment.send({"type": "reject", "peer": peer, "reason": "the desktop is full"})
+                return
             self._spawn(self._offer(peer))
         elif kind == "answer":
             self._spawn(self._answer(peer, str(message.get("sdp")), str(message.get("mac"))))
@@ -146,9 +183,15 @@ class ShareSession:
         viewer = ViewerPeer(peer_id, self._options.ice, self._viewer_open, self._viewer_control, self._viewer_closed)
         self._peers[peer_id] = viewer
         sdp = await viewer.make_offer()
-        if self._attachment is not None and not self._stopped:
-            mac = self.keys.offer_mac(peer_id, sdp)
-            self._attachment.send({"type": "offer", "peer": peer_id, "sdp": sdp, "mac": mac})
+        if self._attachment is None or self._stopped:
+            return
+        mac = self.keys.offer_mac(peer_id, sdp)
+        self._attachment.send({"type": "offer", "peer": peer_id, "sdp": sdp, "mac": mac})
+        # An offer nobody answers (or that never connects) must not hold its sockets forever.
+        await asyncio.sleep(ANSWER_TIMEOUT_S)
+        if self._peers.get(peer_id) is viewer and not viewer.is_open:
+            logger.info("viewer %s: no connection within %.0f s; dropped", peer_id, ANSWER_TIMEOUT_S)
+            await viewer.close()
 
     async def _answer(self, peer_id: str, sdp: str, mac: str) -> None:
         viewer = self._peers.get(peer_id)
@@ -167,7 +210,10 @@ class ShareSession:
     # Viewers ---------------------------------------------------------------------------------------------
 
     def _viewer_open(self, viewer: ViewerPeer) -> None:
-        logger.info("viewer %s connected (%s)", viewer.id, self._roles[viewer.id].value)
+        role = self._roles.get(viewer.id)
+        if role is None or self._peers.get(viewer.id) is not viewer:
+            return  # Superseded or closed meanwhile.
+        logger.info("viewer %s connected (%s)", viewer.id, role.value)
         viewer.send_control(self._config)
         self._hub.add(viewer)
         assert self._worker is not None
@@ -186,7 +232,8 @@ class ShareSession:
     def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "keyframe.request":
-            self._request_keyframe()
+            if message.get("surface") == SURFACE:
+                self._request_keyframe()
         elif kind.startswith("input."):
             if self._roles.get(viewer.id) is not Role.CONTROL:
                 logger.warning("viewer %s: dropped %s from a view-only viewer", viewer.id, kind)

@@ -170,3 +170,49 @@ def test_doctor_on_an_unreachable_display_says_how_to_fix_it() -> None:
     result = impromptu("doctor", "--display", ":987")
     assert result.returncode == 1
     assert "fix:" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["stun:", "http://example.org", "turn:turn.example.org"])
+def test_bad_ice_server(url: str) -> None:
+    result = impromptu("vdisplay", "run", "--ice-server", url, "--", "xterm")
+    assert result.returncode == 2
+    assert_one_line_error(result, "--ice-server")
+
+
+def test_a_command_that_cannot_be_executed(tmp_path: Path) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    result = impromptu("vdisplay", "run", *desktop_args("--size", "1234x574"), "--", str(script))
+    assert result.returncode == 1
+    assert_one_line_error(result, "cannot run")
+    assert not xvfb_processes("1234x574x24")
+
+
+def test_ctrl_c_while_an_x_server_does_not_answer() -> None:
+    """A display that accepts the connection but never answers: Ctrl-C still ends `share` at once."""
+    number = next(n for n in range(900, 1000) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    path = Path(f"/tmp/.X11-unix/X{number}")
+    path.parent.mkdir(exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.bind(str(path))
+        silent.listen()
+        proc = subprocess.Popen(
+            [*IMPROMPTU, "share", "--display", f":{number}", *desktop_args()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            silent.settimeout(30)
+            conn, _ = silent.accept()  # the desktop is now waiting for the server's answer
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=5) in (0, 130)
+            conn.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+            path.unlink()

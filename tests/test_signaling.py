@@ -88,11 +88,12 @@ async def test_other_rooms_hear_nothing(server: SignalingServer) -> None:
         {"type": "hello", "room": "short", "role": "viewer"},
         {"type": "hello", "room": "a" * 22, "role": "desktop"},
         {"type": "hello", "room": ["a" * 22], "role": "viewer"},
+        "not json",
     ],
 )
-async def test_a_bad_hello_closes_the_socket(server: SignalingServer, first: dict[str, Any]) -> None:
+async def test_a_bad_hello_closes_the_socket(server: SignalingServer, first: dict[str, Any] | str) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
-        await ws.send_json(first)
+        await (ws.send_str(first) if isinstance(first, str) else ws.send_json(first))
         msg = await asyncio.wait_for(ws.receive(), 5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
@@ -102,10 +103,10 @@ async def test_malformed_messages_are_dropped_not_fatal(server: SignalingServer)
     desktop = Inbox()
     server.attach_desktop(room, desktop)
     async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
-        await ws.send_str("not json")
         await ws.send_json({"type": "hello", "room": room, "role": "viewer"})
         peer = (await receive(ws))["peer"]
         assert (await desktop.next())["type"] == "join"
+        await ws.send_str("not json")
         await ws.send_str("[1, 2]")
         await ws.send_json({"type": "answer", "sdp": 5, "mac": "m"})
         await ws.send_json({"type": "answer", "sdp": "ok", "mac": "m"})
@@ -123,3 +124,14 @@ async def test_pages_are_served_with_a_strict_policy(server: SignalingServer) ->
             assert module.status == 200
         async with http.get(f"http://127.0.0.1:{server.port}/lib/../../link.py") as escape:
             assert escape.status in (403, 404)
+
+
+async def test_other_sites_cannot_use_signaling(server: SignalingServer) -> None:
+    url = f"http://127.0.0.1:{server.port}/ws"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, headers={"Origin": "https://evil.example"})
+        assert refused.value.status == 403
+        async with http.ws_connect(url, headers={"Origin": f"http://127.0.0.1:{server.port}"}) as ws:
+            await ws.send_json({"type": "hello", "room": LinkKeys.generate().room, "role": "viewer"})
+            assert (await receive(ws))["type"] == "welcome"

@@ -36,6 +36,16 @@ class X11ScreenSource:
         except Exception as exc:
             self._x.close()
             raise CaptureError(f"cannot capture X display {display}: {exc}") from exc
+        try:
+            self._setup()
+        except (error.XError, error.ConnectionClosedError, OSError) as exc:
+            self._mss.close()
+            self._x.close()
+            raise CaptureError(f"cannot watch X display {display} for changes: {exc}") from exc
+        self._dirty = True
+        self._closed = False
+
+    def _setup(self) -> None:
         self.fallbacks.extend(self._mss.performance_status)
         root = self._x.screen().root
         geometry = root.get_geometry()
@@ -50,8 +60,6 @@ class X11ScreenSource:
             self._x.sync()
         else:
             self.fallbacks.append("no DAMAGE extension: grabbing every tick")
-        self._dirty = True
-        self._closed = False
 
     @property
     def size(self) -> tuple[int, int]:

@@ -40,6 +40,8 @@ class App:
             raise AppError(f"command not found: {self.command[0]}") from exc
         except PermissionError as exc:
             raise AppError(f"command is not executable: {self.command[0]}") from exc
+        except OSError as exc:
+            raise AppError(f"cannot run {self.command[0]}: {exc.strerror or exc}") from exc
         logger.info("started %s (pid %d)", self.command[0], self._proc.pid)
 
     @property

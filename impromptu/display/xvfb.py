@@ -92,9 +92,11 @@ class Xvfb:
             os.close(write_fd)
         try:
             self.number = self._read_display_number(read_fd)
-        except DisplayError:
+        except (DisplayError, subprocess.TimeoutExpired, ValueError) as exc:
             self.stop()
-            raise
+            if isinstance(exc, DisplayError):
+                raise
+            raise DisplayError(f"Xvfb did not report a display number: {self.stderr_tail()}") from exc
         finally:
             os.close(read_fd)
         return self
@@ -136,8 +138,9 @@ class Xvfb:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self.number is not None:
-            # After a SIGKILL (ours, or someone else's) Xvfb cannot clean up: do it for it.
+        if self.number is not None and proc is not None and proc.returncode == -signal.SIGKILL:
+            # After a SIGKILL (ours, or someone else's) Xvfb could not clean up: do it for it. Only then: a
+            # display that exited by itself cleaned up, and its number may already belong to a newer server.
             for leftover in (Path(f"/tmp/.X11-unix/X{self.number}"), Path(f"/tmp/.X{self.number}-lock")):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL_S = 0.25
 """Forced keyframes are rate-limited: a burst of joins or requests costs one keyframe per this interval."""
+MAX_IN_FLIGHT = 1
+"""Encoded frames handed to the loop and not yet published. When the loop falls behind, the worker waits rather
+than queueing frames that would only arrive late: DAMAGE keeps the screen marked as changed meanwhile."""
+JOIN_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class EncodeWorker:
         os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._run, name=f"impromptu-encode-{surface}", daemon=True)
         self._started = False
+        self._in_flight = 0
         self.timings: deque[FrameTiming] = deque(maxlen=300)
         self.frames = 0
 
@@ -91,7 +96,8 @@ class EncodeWorker:
             self._stopping = True
         self._wake()
         if self._started:
-            self._thread.join()
+            # Bounded: a grab stuck on a hung X server must not hold up shutdown (the thread is a daemon).
+            self._thread.join(JOIN_TIMEOUT_S)
         if self._wake_r >= 0:
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -110,8 +116,8 @@ class EncodeWorker:
         os.set_blocking(self._wake_r, False)
         try:
             self._loop_frames()
-        except BaseException as exc:  # Reported to the session, which stops with a clear message.
-            logger.exception("capture/encode worker failed")
+        except BaseException as exc:  # Reported to the session, which stops with a one-line message.
+            logger.debug("capture/encode worker failed", exc_info=True)
             self._loop.call_soon_threadsafe(self._on_error, exc)
         finally:
             self._encoder.close()
@@ -125,6 +131,7 @@ class EncodeWorker:
         while True:
             with self._lock:
                 stopping, active, want_key = self._stopping, self._active, self._keyframe_wanted
+                backlog = self._in_flight >= MAX_IN_FLIGHT
             if stopping:
                 return
             now = time.monotonic()
@@ -136,9 +143,11 @@ class EncodeWorker:
             earliest = last_frame + self._interval
             key_due = want_key and now - last_forced >= KEYFRAME_MIN_INTERVAL_S
             changed = self._source.changed()
-            if now < earliest or not (changed or key_due):
-                if now < earliest:
-                    timeout: float | None = earliest - now
+            if backlog or now < earliest or not (changed or key_due):
+                if backlog:
+                    timeout: float | None = self._interval  # woken early by _published
+                elif now < earliest:
+                    timeout = earliest - now
                 elif want_key:
                     timeout = last_forced + KEYFRAME_MIN_INTERVAL_S - now
                 else:
@@ -166,4 +175,15 @@ class EncodeWorker:
             chunk = EncodedChunk(self._surface, seq, keyframe, frame.capture_us, data)
             seq = (seq + 1) % SEQ_MOD
             self.frames += 1
-            self._loop.call_soon_threadsafe(self._on_chunk, chunk)
+            with self._lock:
+                self._in_flight += 1
+            self._loop.call_soon_threadsafe(self._publish, chunk)
+
+    def _publish(self, chunk: EncodedChunk) -> None:
+        """On the loop: hand the chunk on, then let the worker make the next one."""
+        try:
+            self._on_chunk(chunk)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._wake()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 _HOST_ADDRESSES: ContextVar[tuple[str, ...] | None] = ContextVar("impromptu_host_addresses", default=None)
 _original_get_host_addresses = aioice.ice.get_host_addresses
@@ -49,6 +50,15 @@ class IcePolicy:
     servers: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        for url in self.servers:
+            try:
+                parsed = parse_stun_turn_uri(url)
+            except ValueError as exc:
+                raise ValueError(
+                    f"--ice-server {url!r} is not a STUN or TURN URL, e.g. stun:stun.example.org:3478"
+                ) from exc
+            if parsed["scheme"] != "stun":
+                raise ValueError(f"--ice-server {url!r}: TURN needs credentials, which impromptu cannot take yet")
         for address in self.addresses:
             try:
                 ipaddress.ip_address(address)

@@ -75,11 +75,18 @@ class ViewerPeer:
             self.control.send(json.dumps(message, separators=(",", ":")))
 
     def _check_open(self) -> None:
-        if not self._opened and self.video.readyState == "open" and self.control.readyState == "open":
+        if (
+            not self._closed
+            and not self._opened
+            and self.video.readyState == "open"
+            and self.control.readyState == "open"
+        ):
             self._opened = True
             self._on_open(self)
 
     def _control_message(self, data: str | bytes) -> None:
+        if self._closed:
+            return
         if not isinstance(data, str) or len(data) > MAX_CONTROL_MESSAGE:
             logger.warning("viewer %s: dropped a non-text or oversized control message", self.id)
             return

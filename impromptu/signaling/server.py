@@ -24,6 +24,7 @@ from impromptu.errors import SignalingError
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024
+MAX_SOCKETS = 256
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 WEB_ROOT = Path(str(resources.files("impromptu") / "web"))
 
@@ -84,7 +85,7 @@ class SignalingServer:
         app.router.add_static("/lib/", WEB_ROOT / "lib")
         app.router.add_get("/style.css", self._style)
         app.on_response_prepare.append(self._headers)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl, reuse_address=True)
         try:
@@ -163,6 +164,13 @@ class SignalingServer:
         response.headers.update(SECURITY_HEADERS)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            # Browsers send Origin on websockets: only our own pages may use signaling, not any site the
+            # operator happens to have open.
+            raise web.HTTPForbidden(text="signaling is for this server's own pages")
+        if len(self._sockets) >= MAX_SOCKETS:
+            raise web.HTTPServiceUnavailable(text="too many connections")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=20)
         await ws.prepare(request)
         self._sockets.add(ws)
@@ -175,6 +183,8 @@ class SignalingServer:
                 message = _parse(msg.data)
                 if message is None:
                     logger.warning("signaling: dropped a malformed message from %s", request.remote)
+                    if room is None:
+                        break  # The first message must be a valid hello.
                     continue
                 if room is None:
                     room = self._hello(ws, peer, message)

@@ -97,6 +97,8 @@ class Reassembler:
         if self._last_seq is not None and not seq_newer(seq, self._last_seq):
             return self._drop("fragment of a frame older than the last delivered")
         payload = message[HEADER_SIZE:]
+        if len(payload) > size or len(payload) > MAX_PAYLOAD:
+            return self._drop("fragment larger than its frame")
         pending = self._pending.get(seq)
         if pending is None:
             pending = _Pending(flags, count, size, capture_us, self._clock())

@@ -1,7 +1,7 @@
 """The fan-out hub: every encoded frame goes to every viewer, each with its own bounded send buffer.
 
-A viewer whose channel backs up past ``MAX_BUFFERED`` skips frames until the next keyframe (and asks for one);
-nobody else waits for it, and the bytes queued for it are bounded.
+A viewer whose channel backs up past ``MAX_BUFFERED`` skips frames until it has drained, then asks for one
+keyframe and resumes from it; nobody else waits for it, and the bytes queued for it are bounded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from impromptu.stream.framing import EncodedChunk, fragment
 logger = logging.getLogger(__name__)
 
 MAX_BUFFERED = 4 * 1024 * 1024
+RESUME_BUFFERED = MAX_BUFFERED // 4
 
 
 class VideoSink(Protocol):
@@ -28,11 +29,12 @@ class VideoSink(Protocol):
 
 
 class _ViewerState:
-    __slots__ = ("dropped", "sink", "waiting_for_keyframe")
+    __slots__ = ("behind", "dropped", "sink", "waiting_for_keyframe")
 
     def __init__(self, sink: VideoSink) -> None:
         self.sink = sink
         self.waiting_for_keyframe = True
+        self.behind = False
         self.dropped = 0
 
 
@@ -54,15 +56,20 @@ class Hub:
     def publish(self, chunk: EncodedChunk) -> None:
         fragments: list[bytes] | None = None
         for state in self._viewers.values():
-            if state.waiting_for_keyframe and not chunk.keyframe:
-                state.dropped += 1
-                continue
-            if state.sink.buffered_amount > MAX_BUFFERED:
-                if not state.waiting_for_keyframe:
-                    logger.info("viewer %s is behind: skipping to the next keyframe", state.sink.id)
+            buffered = state.sink.buffered_amount
+            if buffered > MAX_BUFFERED or (state.behind and buffered > RESUME_BUFFERED):
+                if not state.behind:
+                    logger.info("viewer %s is behind: skipping frames until it catches up", state.sink.id)
+                state.behind = True
                 state.waiting_for_keyframe = True
                 state.dropped += 1
+                continue
+            if state.behind:
+                # Caught up: one keyframe gets it going again (asked for once, not on every skipped frame).
+                state.behind = False
                 self._request_keyframe()
+            if state.waiting_for_keyframe and not chunk.keyframe:
+                state.dropped += 1
                 continue
             if fragments is None:
                 fragments = fragment(chunk)

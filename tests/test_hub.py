@@ -1,0 +1,70 @@
+"""Fan-out: every viewer gets every frame from its first keyframe on; a backed-up viewer skips alone."""
+
+from __future__ import annotations
+
+from impromptu.stream.framing import EncodedChunk, Reassembler
+from impromptu.stream.hub import MAX_BUFFERED, RESUME_BUFFERED, Hub
+
+
+class Sink:
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.buffered_amount = 0
+        self.reassembler = Reassembler()
+        self.frames: list[int] = []
+
+    def send_video(self, message: bytes) -> None:
+        done = self.reassembler.push(message)
+        if done is not None:
+            self.frames.append(done.chunk.seq)
+
+
+def chunk(seq: int, key: bool = False) -> EncodedChunk:
+    return EncodedChunk(0, seq, key, seq, bytes([seq % 256]) * 40_000)
+
+
+def test_viewers_start_at_a_keyframe_and_then_get_every_frame() -> None:
+    requests: list[int] = []
+    hub = Hub(lambda: requests.append(1))
+    early, late = Sink("early"), Sink("late")
+    hub.add(early)
+    assert len(requests) == 1, "a new viewer asks for a keyframe"
+    for seq in range(0, 5):
+        hub.publish(chunk(seq, key=seq in (0, 3)))
+        if seq == 1:
+            hub.add(late)
+    assert early.frames == [0, 1, 2, 3, 4]
+    assert late.frames == [3, 4], "the late joiner starts at the next keyframe"
+
+
+def test_a_backed_up_viewer_skips_alone_and_asks_for_one_keyframe_when_drained() -> None:
+    requests: list[int] = []
+    hub = Hub(lambda: requests.append(1))
+    fast, slow = Sink("fast"), Sink("slow")
+    hub.add(fast)
+    hub.add(slow)
+    requests.clear()
+    hub.publish(chunk(0, key=True))
+    slow.buffered_amount = MAX_BUFFERED + 1
+    for seq in range(1, 20):
+        hub.publish(chunk(seq))
+    assert requests == [], "no keyframe storm while a viewer is behind"
+    slow.buffered_amount = RESUME_BUFFERED + 1
+    hub.publish(chunk(20))
+    assert requests == [], "still draining"
+    slow.buffered_amount = 0
+    hub.publish(chunk(21))
+    assert requests == [1], "one keyframe once it has drained"
+    hub.publish(chunk(22, key=True))
+    hub.publish(chunk(23))
+    assert fast.frames == list(range(24))
+    assert slow.frames == [0, 22, 23]
+
+
+def test_removed_viewers_get_nothing() -> None:
+    hub = Hub(lambda: None)
+    sink = Sink("gone")
+    hub.add(sink)
+    hub.remove("gone")
+    hub.publish(chunk(0, key=True))
+    assert sink.frames == [] and len(hub) == 0
