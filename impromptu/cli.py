@@ -19,23 +19,30 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain usage errors: they end up in logs and CI output
 )
-vdisplay_app = typer.Typer(help="Run apps on a fresh virtual display (Xvfb) and share it.", no_args_is_help=True)
+vdisplay_app = typer.Typer(
+    help="Run apps on a fresh virtual display (Xvfb) and share it.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(vdisplay_app, name="vdisplay")
 
-SizeOpt = Annotated[str, typer.Option("--size", help="Virtual screen size, WIDTHxHEIGHT.")]
-FpsOpt = Annotated[int, typer.Option("--fps", help="Maximum frames per second.", min=1, max=120)]
-BindOpt = Annotated[str, typer.Option("--bind", help="HOST:PORT of the page and signaling server.")]
+SizeOpt = Annotated[str, typer.Option("--size", metavar="WxH", help="Virtual screen size, WIDTHxHEIGHT.")]
+FpsOpt = Annotated[int, typer.Option("--fps", metavar="N", help="Maximum frames per second.", min=1, max=120)]
+BindOpt = Annotated[
+    str, typer.Option("--bind", metavar="HOST:PORT", help="HOST:PORT of the page and signaling server.")
+]
 IceAddressOpt = Annotated[
     list[str] | None,
-    typer.Option("--ice-address", help="Offer ICE host candidates on this address only (repeatable)."),
+    typer.Option("--ice-address", metavar="ADDR", help="Offer ICE host candidates on this address only (repeatable)."),
 ]
 IceServerOpt = Annotated[
     list[str] | None,
-    typer.Option("--ice-server", help="A STUN or TURN URL to use (repeatable). Default: none."),
+    typer.Option(
+        "--ice-server", metavar="URL", help="A STUN server (stun:HOST:PORT) to use (repeatable). Default: none."
+    ),
 ]
-TlsCertOpt = Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate for HTTPS.")]
-TlsKeyOpt = Annotated[Path | None, typer.Option("--tls-key", help="PEM private key for HTTPS.")]
+TlsCertOpt = Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", help="PEM certificate for HTTPS.")]
+TlsKeyOpt = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="PEM private key for HTTPS.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens to stderr.")]
 
 
@@ -76,7 +83,9 @@ def _exit_with(code: int) -> None:
 
 @vdisplay_app.command("run", context_settings={"allow_interspersed_args": False})
 def vdisplay_run(
-    command: Annotated[list[str], typer.Argument(help="The app to run on the display, after `--`.")],
+    command: Annotated[
+        list[str], typer.Argument(metavar="COMMAND", help="The app to run on the display, with its arguments, after `--`.")
+    ],
     size: SizeOpt = "1280x800",
     fps: FpsOpt = 30,
     bind: BindOpt = "127.0.0.1:8080",
@@ -99,7 +108,9 @@ def vdisplay_run(
 
 @app.command("share")
 def share(
-    display: Annotated[str | None, typer.Option("--display", help="The X display to share. Default: $DISPLAY.")] = None,
+    display: Annotated[
+        str | None, typer.Option("--display", metavar=":N", help="The X display to share. Default: $DISPLAY.")
+    ] = None,
     fps: FpsOpt = 30,
     bind: BindOpt = "127.0.0.1:8080",
     ice_address: IceAddressOpt = None,
