@@ -84,7 +84,8 @@ def _exit_with(code: int) -> None:
 @vdisplay_app.command("run", context_settings={"allow_interspersed_args": False})
 def vdisplay_run(
     command: Annotated[
-        list[str], typer.Argument(metavar="COMMAND", help="The app to run on the display, with its arguments, after `--`.")
+        list[str],
+        typer.Argument(metavar="COMMAND", help="The app to run on the display, with its arguments, after `--`."),
     ],
     size: SizeOpt = "1280x800",
     fps: FpsOpt = 30,
