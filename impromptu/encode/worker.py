@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL_S = 0.25
 """Forced keyframes are rate-limited: a burst of joins or requests costs one keyframe per this interval."""
-MAX_IN_FLIGHT = 1
+MAX_IN_FLIGHT = 2
 """Encoded frames handed to the loop and not yet published. When the loop falls behind, the worker waits rather
 than queueing frames that would only arrive late: DAMAGE keeps the screen marked as changed meanwhile."""
 JOIN_TIMEOUT_S = 2.0

@@ -36,6 +36,25 @@ XK.load_keysym_group("xf86")
 _UNICODE_KEYSYM_OFFSET = 0x01000000
 
 
+# Keys whose DOM `code` and named `key` are the same word (UI Events), with their X keysym names.
+_EDITING_KEYS = {
+    "Enter": "Return",
+    "Tab": "Tab",
+    "Backspace": "BackSpace",
+    "Escape": "Escape",
+    "Delete": "Delete",
+    "Insert": "Insert",
+    "Home": "Home",
+    "End": "End",
+    "PageUp": "Prior",
+    "PageDown": "Next",
+    "ArrowLeft": "Left",
+    "ArrowRight": "Right",
+    "ArrowUp": "Up",
+    "ArrowDown": "Down",
+}
+
+
 def _build_code_table() -> dict[str, str]:
     table: dict[str, str] = {}
     for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -61,20 +80,7 @@ def _build_code_table() -> dict[str, str]:
             # The 102nd key of ISO keyboards: X's pc105 "us" keymap gives it less/greater.
             "IntlBackslash": "less",
             "Space": "space",
-            "Enter": "Return",
-            "Tab": "Tab",
-            "Backspace": "BackSpace",
-            "Escape": "Escape",
-            "Delete": "Delete",
-            "Insert": "Insert",
-            "Home": "Home",
-            "End": "End",
-            "PageUp": "Prior",
-            "PageDown": "Next",
-            "ArrowLeft": "Left",
-            "ArrowRight": "Right",
-            "ArrowUp": "Up",
-            "ArrowDown": "Down",
+            **_EDITING_KEYS,
             "ShiftLeft": "Shift_L",
             "ShiftRight": "Shift_R",
             "ControlLeft": "Control_L",
@@ -118,20 +124,7 @@ def _build_key_table() -> dict[str, str]:
     table: dict[str, str] = {f"F{n}": f"F{n}" for n in range(1, 25)}
     table.update(
         {
-            "Enter": "Return",
-            "Tab": "Tab",
-            "Backspace": "BackSpace",
-            "Escape": "Escape",
-            "Delete": "Delete",
-            "Insert": "Insert",
-            "Home": "Home",
-            "End": "End",
-            "PageUp": "Prior",
-            "PageDown": "Next",
-            "ArrowLeft": "Left",
-            "ArrowRight": "Right",
-            "ArrowUp": "Up",
-            "ArrowDown": "Down",
+            **_EDITING_KEYS,
             "Shift": "Shift_L",
             "Control": "Control_L",
             "Alt": "Alt_L",
