@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +191,20 @@ def test_page_says_when_the_browser_lacks_webcodecs(browser: Any) -> None:
         page.wait_for_function("() => window.impromptu && window.impromptu.state === 'unsupported'", timeout=10_000)
         assert "WebCodecs" in page.locator("#notice").inner_text()
         page.close()
+
+
+def test_https_when_bound_beyond_loopback(browser: Any, tmp_path: Path) -> None:
+    """Off loopback the page is served over HTTPS (WebCodecs needs a secure context) and signaling over wss."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path))
+    args = ["--bind", "0.0.0.0:0", "--ice-address", "127.0.0.1", "--", "xterm"]
+    with run_desktop("vdisplay", "run", *args, env=env) as desktop:
+        assert desktop.url.startswith("https://")
+        # The printed link names this machine's LAN address; the test stays on loopback.
+        port = desktop.url.split("/")[2].rsplit(":", 1)[1]
+        url = f"https://127.0.0.1:{port}/#{desktop.url.partition('#')[2]}"
+        context = browser.new_context(ignore_https_errors=True)  # the self-signed certificate
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("() => window.impromptu && window.impromptu.framesDecoded > 0", timeout=20_000)
+        assert page.evaluate("() => window.isSecureContext && location.protocol") == "https:"
+        context.close()
