@@ -23,8 +23,9 @@ DEMO_ARGS ?=
 
 # What `make demo` needs (ffplay, from ffmpeg, is used by the benchmarks).
 RUN_PACKAGES := xvfb xterm x11-xserver-utils xauth ffmpeg fonts-dejavu-core
-# Added for the tests: Debian's Chromium at /usr/bin/chromium, driven by playwright (never `playwright install`).
-TEST_PACKAGES := $(RUN_PACKAGES) chromium procps
+# Added for the tests: Debian's Chromium at /usr/bin/chromium, driven by playwright (never `playwright install`),
+# whose bundled Node.js driver needs libatomic1; procps for pgrep.
+TEST_PACKAGES := $(RUN_PACKAGES) chromium procps libatomic1
 
 # $(call install-missing,PACKAGES,NEED_NODE): one `apt-get update` and one `apt-get install` for whatever is
 # missing among PACKAGES, plus python3/python3-venv when no venv can be made, plus nodejs when NEED_NODE is set
