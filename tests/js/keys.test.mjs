@@ -1,5 +1,6 @@
 // node --test tests/js/ — link keys and MACs of docs/protocol.md §1, against the shared vectors that the Python
 // side checks too (tests/vectors.json, cross-checked with Python's hmac when written).
+import './webcrypto.mjs';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';

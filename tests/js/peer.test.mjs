@@ -1,11 +1,15 @@
 // node --test tests/js/ — PeerSession's handshake and reconnection, with a fake websocket and a fake
 // RTCPeerConnection (the real ones are exercised by the end-to-end browser tests).
+import './webcrypto.mjs';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { afterEach, beforeEach, mock, test } from 'node:test';
+import { afterEach, beforeEach, test } from 'node:test';
 
 import { answerMac, fromB64url, offerMac } from '../../impromptu/web/lib/keys.js';
 import { BACKOFF, PeerSession, backoffDelay } from '../../impromptu/web/lib/peer.js';
+import { FakeTimers } from './fake-timers.mjs';
+
+const timers = new FakeTimers();
 
 const V = JSON.parse(readFileSync(new URL('../vectors.json', import.meta.url), 'utf8'));
 const KEYS = { role: 'control', kc: fromB64url(V.kc), kv: fromB64url(V.kv), room: V.room };
@@ -142,9 +146,9 @@ async function connect(session, peer = 'p1') {
 beforeEach(() => {
   FakeSocket.all = [];
   FakePC.all = [];
-  mock.timers.enable({ apis: ['setTimeout'] });
+  timers.install();
 });
-afterEach(() => mock.timers.reset());
+afterEach(() => timers.uninstall());
 
 test('backoff grows, caps at 10 s, with bounded jitter', () => {
   const mid = () => 0.5;
@@ -219,7 +223,7 @@ test('waiting, then the desktop arrives', async () => {
   ws.deliver({ type: 'welcome', peer: 'p1' });
   ws.deliver({ type: 'waiting' });
   assert.equal(last(), 'waiting');
-  mock.timers.tick(60_000); // waiting is not a timeout
+  timers.tick(60_000); // waiting is not a timeout
   assert.equal(FakeSocket.all.length, 1);
   ws.deliver({ type: 'offer', peer: 'p1', sdp: OFFER_SDP, mac: await offerMac(KEYS.kv, 'p1', OFFER_SDP) });
   await until(() => ws.sent.length === 2, 'the answer');
@@ -236,7 +240,7 @@ test('desktop-gone: close the peer connection and wait on the same socket', asyn
   assert.ok(pc.closed);
   assert.ok(!ws.closed);
   assert.deepEqual(events, ['open', 'close']);
-  mock.timers.tick(60_000);
+  timers.tick(60_000);
   assert.equal(FakeSocket.all.length, 1);
   session.stop();
 });
@@ -249,7 +253,7 @@ test('a failed peer connection reconnects with a new socket after backoff', asyn
   assert.match(states.at(-1)[1], /peer connection failed; retrying in/);
   assert.ok(ws.closed && pc.closed);
   assert.equal(FakeSocket.all.length, 1);
-  mock.timers.tick(BACKOFF.initialMs * (1 + BACKOFF.jitter));
+  timers.tick(BACKOFF.initialMs * (1 + BACKOFF.jitter));
   assert.equal(FakeSocket.all.length, 2);
   assert.equal(last(), 'reconnecting');
   // The second attempt succeeds.
@@ -269,9 +273,9 @@ test('a lost signaling socket, a closed control channel, a long disconnect all r
     ({ control }) => control.onclose(),
     ({ pc }) => {
       pc.setConnectionState('disconnected');
-      mock.timers.tick(4_999);
+      timers.tick(4_999);
       assert.equal(FakeSocket.all.length, 1, 'a short disconnect is tolerated');
-      mock.timers.tick(1);
+      timers.tick(1);
     },
   ]) {
     FakeSocket.all = [];
@@ -279,7 +283,7 @@ test('a lost signaling socket, a closed control channel, a long disconnect all r
     const parts = await connect(session);
     breakIt(parts);
     assert.equal(last(), 'reconnecting');
-    mock.timers.tick(1_000);
+    timers.tick(1_000);
     assert.equal(FakeSocket.all.length, 2);
     session.stop();
   }
@@ -289,17 +293,17 @@ test('no offer in time: retry; repeated failures back off', async () => {
   const { session, last } = makeSession();
   session.start();
   FakeSocket.all[0].open();
-  mock.timers.tick(15_000);
+  timers.tick(15_000);
   assert.equal(last(), 'reconnecting');
-  mock.timers.tick(600);
+  timers.tick(600);
   assert.equal(FakeSocket.all.length, 2);
   FakeSocket.all[1].drop();
-  mock.timers.tick(799);
+  timers.tick(799);
   assert.equal(FakeSocket.all.length, 2, 'the second delay is longer');
-  mock.timers.tick(401);
+  timers.tick(401);
   assert.equal(FakeSocket.all.length, 3);
   session.stop();
-  mock.timers.tick(60_000);
+  timers.tick(60_000);
   assert.equal(FakeSocket.all.length, 3, 'stopped means stopped');
 });
 
@@ -312,7 +316,7 @@ test('reject: failed with the reason, and a later retry', async () => {
   ws.deliver({ type: 'reject', peer: 'p1', reason: 'the desktop is full' });
   assert.equal(last(), 'failed');
   assert.match(states.at(-1)[1], /the desktop is full/);
-  mock.timers.tick(1_000);
+  timers.tick(1_000);
   assert.equal(FakeSocket.all.length, 2);
   session.stop();
 });
