@@ -12,11 +12,13 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from impromptu.display import App, Xvfb, parse_size
 from impromptu.errors import ImpromptuError, UsageError
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
+from impromptu.rtc.ice import lan_addresses
 from impromptu.session import ShareOptions, ShareSession
 from impromptu.signaling import SignalingServer
 from impromptu.tls import server_ssl_context
@@ -70,10 +72,9 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 
 def _url_host(host: str) -> str:
+    """The host to print in the link: a wildcard bind is reached through one of this machine's addresses."""
     if host in ("0.0.0.0", "::", ""):
-        from impromptu.rtc.ice import _original_get_host_addresses
-
-        addresses = [a for a in _original_get_host_addresses(use_ipv4=True, use_ipv6=False)]
+        addresses = lan_addresses()
         host = addresses[0] if addresses else "127.0.0.1"
     with contextlib.suppress(ValueError):
         if ipaddress.ip_address(host).version == 6:
@@ -100,6 +101,8 @@ class _StopSignals:
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
         self.received: asyncio.Future[int] = loop.create_future()
+        self.interruptible: asyncio.Task[None] | None = None
+        """Work still starting up, which a signal cancels rather than waits for."""
         self._loop = loop
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -110,8 +113,6 @@ class _StopSignals:
         if self.interruptible is not None and not self.interruptible.done():
             # Still starting (an X server that does not answer, say): give up on it rather than wait.
             self.interruptible.cancel()
-
-    interruptible: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,10 +138,10 @@ async def _share_until(
         url = f"{server.scheme}://{_url_host(options.host)}:{server.port}/#{keys.control_fragment()}"
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
         print(f"Operator link: {url}", flush=True)
-        waiters: list[asyncio.Future[object]] = [stops.received, session.failed]  # type: ignore[list-item]
+        waiters: set[asyncio.Future[Any]] = {stops.received, session.failed}
         if app is not None:
             app_wait = asyncio.ensure_future(app.wait())
-            waiters.append(app_wait)  # type: ignore[arg-type]
+            waiters.add(app_wait)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if stops.received.done():
             return stops.received.result()

@@ -35,6 +35,11 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 aioice.ice.get_host_addresses = _get_host_addresses
 
 
+def lan_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, as aioice finds them (for a link others can open)."""
+    return list(_original_get_host_addresses(use_ipv4=True, use_ipv6=False))
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
