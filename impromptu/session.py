@@ -77,6 +77,7 @@ class ShareSession:
         self._options = options
         self._peers: dict[str, ViewerPeer] = {}
         self._roles: dict[str, Role] = {}
+        self._joining: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._attachment: DesktopAttachment | None = None
         self._worker: EncodeWorker | None = None
@@ -153,11 +154,12 @@ class ShareSession:
         if not isinstance(peer, str):
             return
         if kind == "join":
-            if len(self._peers) >= MAX_PEERS and peer not in self._peers:
+            if len(self._peers) + len(self._joining) >= MAX_PEERS and peer not in self._peers:
                 logger.warning("viewer %s: rejected, %d viewers already", peer, MAX_PEERS)
                 if self._attachment is not None:
                     self._attachment.send({"type": "reject", "peer": peer, "reason": "the desktop is full"})
                 return
+            self._joining.add(peer)
             self._spawn(self._offer(peer))
         elif kind == "answer":
             self._spawn(self._answer(peer, str(message.get("sdp")), str(message.get("mac"))))
@@ -177,11 +179,18 @@ class ShareSession:
             logger.error("viewer task failed: %s", task.exception())
 
     async def _offer(self, peer_id: str) -> None:
+        try:
+            await self._make_offer(peer_id)
+        finally:
+            self._joining.discard(peer_id)  # also when it failed or was cancelled before that
+
+    async def _make_offer(self, peer_id: str) -> None:
         old = self._peers.pop(peer_id, None)
         if old is not None:
             await old.close()
         viewer = ViewerPeer(peer_id, self._options.ice, self._viewer_open, self._viewer_control, self._viewer_closed)
         self._peers[peer_id] = viewer
+        self._joining.discard(peer_id)  # counted in _peers from here on
         sdp = await viewer.make_offer()
         if self._attachment is None or self._stopped:
             return

@@ -145,7 +145,7 @@ class EncodeWorker:
             changed = self._source.changed()
             if backlog or now < earliest or not (changed or key_due):
                 if backlog:
-                    timeout: float | None = self._interval  # woken early by _published
+                    timeout: float | None = self._interval  # _publish wakes us as soon as one is out
                 elif now < earliest:
                     timeout = earliest - now
                 elif want_key:
