@@ -151,3 +151,19 @@ async def test_keys_and_buttons_held_by_a_viewer_are_released_when_it_leaves(
         assert {e.type for e in released} == {X.KeyRelease, X.ButtonRelease}
     finally:
         watcher.close()
+
+
+async def test_joins_beyond_the_cap_are_rejected(
+    shared: tuple[ShareSession, SignalingServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session, server = shared
+    monkeypatch.setattr("impromptu.session.MAX_PEERS", 1)
+    first = viewer(session, server, session.keys.control)
+    second = viewer(session, server, session.keys.control)
+    try:
+        assert (await first.connect())["type"] == "offer"
+        last = await second.connect()
+        assert last["type"] == "reject" and last["reason"] == "the desktop is full"
+    finally:
+        await first.close()
+        await second.close()
