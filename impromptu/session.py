@@ -116,7 +116,9 @@ class ShareSession:
             "fps": self._options.fps,
         }
         loop = asyncio.get_running_loop()
-        self._worker = EncodeWorker(source, encoder, SURFACE, self._hub.publish, self._worker_failed, loop)
+        self._worker = EncodeWorker(
+            source, encoder, SURFACE, self._hub.publish, self._worker_failed, loop, on_resize=self._resized
+        )
         self._worker.start()
         self._attachment = self._server.attach_desktop(self.keys.room, self._signal)
         logger.info("sharing %s as %dx%d %s", self.display, width, height, encoder.codec)
@@ -251,6 +253,16 @@ class ShareSession:
             self._dispatcher.handle(viewer.id, message)
         else:
             logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
+
+    def _resized(self, encoder: Encoder) -> None:
+        """The shared surface changed size: viewers reconfigure their decoders, input maps to the new bounds."""
+        self._config = {**self._config, "codec": encoder.codec, "width": encoder.width, "height": encoder.height}
+        if self._dispatcher is not None:
+            self._dispatcher.resize(encoder.width, encoder.height)
+        for viewer in self._peers.values():
+            if viewer.is_open:
+                viewer.send_control(self._config)
+        logger.info("sharing %s as %dx%d %s", self.display, encoder.width, encoder.height, encoder.codec)
 
     def _request_keyframe(self) -> None:
         if self._worker is not None:

@@ -14,7 +14,7 @@ import pytest
 from Xlib import X
 
 from tests.harness import CHROMIUM, CHROMIUM_ARGS, Desktop, desktop_args, run_desktop, wait_for
-from tests.xclient import XWindow
+from tests.xclient import XWindow, set_mode
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -208,3 +208,19 @@ def test_https_when_bound_beyond_loopback(browser: Any, tmp_path: Path) -> None:
         page.wait_for_function("() => window.impromptu && window.impromptu.framesDecoded > 0", timeout=20_000)
         assert page.evaluate("() => window.isSecureContext && location.protocol") == "https:"
         context.close()
+
+
+def test_page_follows_a_resized_screen(browser: Any) -> None:
+    with run_desktop("vdisplay", "run", *desktop_args("--size", "1280x800"), "--", "xterm") as desktop:
+        page = open_operator(browser, desktop.url)
+        set_mode(desktop.display, 1024, 768)
+        page.wait_for_function(
+            "() => window.impromptu.lastConfig.width === 1024 && window.impromptu.lastConfig.height === 768",
+            timeout=10_000,
+        )
+        decoded = page.evaluate("() => window.impromptu.framesDecoded")
+        subprocess.run(["xsetroot", "-solid", "#405060"], env={"DISPLAY": desktop.display}, check=True)
+        page.wait_for_function(f"() => window.impromptu.framesDecoded > {decoded}", timeout=10_000)
+        assert page.evaluate("() => [window.impromptu.canvas.width, window.impromptu.canvas.height]") == [1024, 768]
+        assert not page.errors
+        page.close()

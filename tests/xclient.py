@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import subprocess
 from typing import Any
 
 from Xlib import X
@@ -48,3 +49,12 @@ class XWindow:
     def close(self) -> None:
         self.window.destroy()
         self.d.close()
+
+
+def set_mode(display: str, width: int, height: int) -> None:
+    """Switch the Xvfb screen to a smaller mode, as a user's `xrandr` would."""
+    name = f"{width}x{height}_test"
+    modeline = ["63.50", str(width), str(width + 48), str(width + 152), str(width + 304)]
+    modeline += [str(height), str(height + 3), str(height + 7), str(height + 30), "-hsync", "+vsync"]
+    for args in (["--newmode", name, *modeline], ["--addmode", "screen", name], ["--output", "screen", "--mode", name]):
+        subprocess.run(["xrandr", "-display", display, *args], check=True, capture_output=True)

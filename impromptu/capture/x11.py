@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import mss
-from Xlib import error
+from Xlib import X, error
 from Xlib.display import Display
 from Xlib.ext import damage
 
@@ -48,11 +48,11 @@ class X11ScreenSource:
     def _setup(self) -> None:
         self.fallbacks.extend(self._mss.performance_status)
         root = self._x.screen().root
+        self._root_id = root.id
+        # ConfigureNotify on the root window tells us when the screen is resized (RandR).
+        root.change_attributes(event_mask=X.StructureNotifyMask)
         geometry = root.get_geometry()
-        # Encoders want even sizes: leave out an odd last row or column.
-        self._width = geometry.width & ~1
-        self._height = geometry.height & ~1
-        self._monitor = {"left": 0, "top": 0, "width": self._width, "height": self._height}
+        self._set_size(geometry.width, geometry.height)
         self._damage: int | None = None
         if self._x.query_extension("DAMAGE") is not None:
             self._x.damage_query_version()
@@ -61,21 +61,40 @@ class X11ScreenSource:
         else:
             self.fallbacks.append("no DAMAGE extension: grabbing every tick")
 
+    def _set_size(self, width: int, height: int) -> None:
+        # Encoders want even sizes: leave out an odd last row or column.
+        self._width = width & ~1
+        self._height = height & ~1
+        self._monitor = {"left": 0, "top": 0, "width": self._width, "height": self._height}
+
+    def _resized(self, width: int, height: int) -> None:
+        logger.info("display %s is now %dx%d", self.display, width, height)
+        # mss sized its shared-memory segment for the old screen: a new grabber gets one that fits.
+        self._mss.close()
+        try:
+            self._mss = mss.MSS(display=self.display)
+        except Exception as exc:
+            raise CaptureError(f"cannot capture X display {self.display} after it was resized: {exc}") from exc
+        self._set_size(width, height)
+        self._dirty = True
+
     @property
     def size(self) -> tuple[int, int]:
+        """The size of the pictures; it changes when the screen is resized (seen by ``changed()``)."""
         return self._width, self._height
 
     def fileno(self) -> int | None:
         return self._x.fileno() if self._damage is not None else None
 
     def changed(self) -> bool:
-        if self._damage is None:
-            return True
         while self._x.pending_events():
             event: Any = self._x.next_event()
-            if event.type == self._x.extension_event.DamageNotify:
+            if event.type == X.ConfigureNotify and event.window.id == self._root_id:
+                if (event.width & ~1, event.height & ~1) != self.size:
+                    self._resized(event.width, event.height)
+            elif self._damage is not None and event.type == self._x.extension_event.DamageNotify:
                 self._dirty = True
-        return self._dirty
+        return self._dirty or self._damage is None
 
     def grab(self) -> Frame:
         if self._damage is not None:

@@ -52,12 +52,14 @@ class EncodeWorker:
         on_chunk: Callable[[EncodedChunk], None],
         on_error: Callable[[BaseException], None],
         loop: asyncio.AbstractEventLoop,
+        on_resize: Callable[[Encoder], None] = lambda encoder: None,
     ) -> None:
         self._source = source
         self._encoder = encoder
         self._surface = surface
         self._on_chunk = on_chunk
         self._on_error = on_error
+        self._on_resize = on_resize
         self._loop = loop
         self._interval = 1.0 / encoder.fps
         self._lock = threading.Lock()
@@ -143,6 +145,8 @@ class EncodeWorker:
             earliest = last_frame + self._interval
             key_due = want_key and now - last_forced >= KEYFRAME_MIN_INTERVAL_S
             changed = self._source.changed()
+            if self._source.size != (self._encoder.width, self._encoder.height):
+                self._new_encoder()
             if backlog or now < earliest or not (changed or key_due):
                 if backlog:
                     timeout: float | None = self._interval  # _publish wakes us as soon as one is out
@@ -178,6 +182,15 @@ class EncodeWorker:
             with self._lock:
                 self._in_flight += 1
             self._loop.call_soon_threadsafe(self._publish, chunk)
+
+    def _new_encoder(self) -> None:
+        """The surface changed size: a new encoder for the new size, whose first frame is a keyframe. The loop
+        hears of it (to tell viewers) before it gets any frame of the new size: callbacks run in order."""
+        old = self._encoder
+        width, height = self._source.size
+        self._encoder = Encoder(width, height, old.fps, old.encoder)
+        old.close()
+        self._loop.call_soon_threadsafe(self._on_resize, self._encoder)
 
     def _publish(self, chunk: EncodedChunk) -> None:
         """On the loop: hand the chunk on, then let the worker make the next one."""
