@@ -239,6 +239,8 @@ class ShareSession:
             self._dispatcher.release(viewer.id)
         if self._worker is not None and len(self._hub) == 0:
             self._worker.set_active(False)
+        if not self._stopped:
+            self._spawn(viewer.close())  # idempotent; a failed connection still holds its sockets
 
     def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
         kind = message["type"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -21,7 +20,8 @@ class ViewerPeer:
     """The desktop's end of one viewer's connection.
 
     ``on_control(peer, message)`` gets each control message parsed as a JSON object; ``on_open(peer)`` fires once
-    both channels are open; ``on_closed(peer)`` fires once when the connection fails or closes.
+    both channels are open; ``on_closed(peer)`` fires once when the connection fails or closes, and the owner then
+    awaits ``close()`` to release its sockets.
     """
 
     def __init__(
@@ -42,7 +42,6 @@ class ViewerPeer:
         self.control: RTCDataChannel = self._pc.createDataChannel("control", ordered=True)
         self._opened = False
         self._closed = False
-        self._close_task: asyncio.Task[None] | None = None
         self.video.on("open", self._check_open)
         self.control.on("open", self._check_open)
         self.control.on("message", self._control_message)
@@ -104,9 +103,7 @@ class ViewerPeer:
         state = self._pc.connectionState
         logger.info("viewer %s: connection %s", self.id, state)
         if state in ("failed", "closed"):
-            self._mark_closed()
-            if state == "failed" and self._close_task is None:
-                self._close_task = asyncio.ensure_future(self._pc.close())
+            self._mark_closed()  # the owner's on_closed releases the connection with close()
 
     def _mark_closed(self) -> None:
         if not self._closed:
@@ -117,5 +114,3 @@ class ViewerPeer:
         """Close the connection (idempotent); ``on_closed`` fires if it had not yet."""
         self._mark_closed()
         await self._pc.close()
-        if self._close_task is not None:
-            await self._close_task
