@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from impromptu.link import LinkKeys
+from impromptu.rtc import IcePolicy
+from impromptu.session import ShareOptions, ShareSession
+from impromptu.signaling import SignalingServer
 from impromptu.stream.framing import EncodedChunk, Reassembler
 
 
@@ -83,3 +88,24 @@ class PyViewer:
         await self.pc.close()
         if self._http is not None:
             await self._http.close()
+
+
+@contextlib.asynccontextmanager
+async def sharing(display: str) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
+    """A session sharing ``display`` through its own signaling server on a free port, ICE on 127.0.0.1 only."""
+    server = SignalingServer("127.0.0.1", 0)
+    await server.start()
+    session = ShareSession(
+        display, LinkKeys.generate(), server, ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)))
+    )
+    try:
+        await session.start()
+        yield session, server
+    finally:
+        await session.stop()
+        await server.stop()
+
+
+def viewer(session: ShareSession, server: SignalingServer, key: bytes) -> PyViewer:
+    """A Python viewer of ``session`` holding ``key``."""
+    return PyViewer(f"http://127.0.0.1:{server.port}", session.keys.room, key, session.keys)

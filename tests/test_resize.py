@@ -11,11 +11,9 @@ import pytest
 from Xlib.display import Display
 
 from impromptu.display import Xvfb
-from impromptu.link import LinkKeys
-from impromptu.rtc import IcePolicy
-from impromptu.session import ShareOptions, ShareSession
+from impromptu.session import ShareSession
 from impromptu.signaling import SignalingServer
-from tests.pyviewer import PyViewer
+from tests.pyviewer import sharing, viewer
 from tests.xclient import set_mode
 
 
@@ -27,20 +25,13 @@ def display() -> Iterator[str]:
 
 @pytest.fixture
 async def shared(display: str) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
-    server = SignalingServer("127.0.0.1", 0)
-    await server.start()
-    session = ShareSession(
-        display, LinkKeys.generate(), server, ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)))
-    )
-    await session.start()
-    yield session, server
-    await session.stop()
-    await server.stop()
+    async with sharing(display) as pair:
+        yield pair
 
 
 async def test_a_resized_screen_is_followed(shared: tuple[ShareSession, SignalingServer], display: str) -> None:
     session, server = shared
-    v = PyViewer(f"http://127.0.0.1:{server.port}", session.keys.room, session.keys.control, session.keys)
+    v = viewer(session, server, session.keys.control)
     try:
         await v.connect()
         first = await asyncio.wait_for(v.frames.get(), 10)

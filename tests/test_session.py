@@ -12,28 +12,16 @@ import pytest
 from Xlib import X
 
 from impromptu.link import LinkKeys
-from impromptu.rtc import IcePolicy
-from impromptu.session import ShareOptions, ShareSession
+from impromptu.session import ShareSession
 from impromptu.signaling import SignalingServer
-from tests.pyviewer import PyViewer
+from tests.pyviewer import PyViewer, sharing, viewer
 from tests.xclient import XWindow
 
 
 @pytest.fixture
 async def shared(xvfb_display: str) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
-    server = SignalingServer("127.0.0.1", 0)
-    await server.start()
-    session = ShareSession(
-        xvfb_display, LinkKeys.generate(), server, ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)))
-    )
-    await session.start()
-    yield session, server
-    await session.stop()
-    await server.stop()
-
-
-def viewer(session: ShareSession, server: SignalingServer, key: bytes) -> PyViewer:
-    return PyViewer(f"http://127.0.0.1:{server.port}", session.keys.room, key, session.keys)
+    async with sharing(xvfb_display) as pair:
+        yield pair
 
 
 async def next_frame(v: PyViewer) -> Any:
