@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import typer
 
 from impromptu.errors import ImpromptuError, UsageError
+from impromptu.rtc import IcePolicy
 from impromptu.runner import RunOptions, run_share, run_vdisplay
 
 app = typer.Typer(
@@ -44,6 +47,14 @@ IceServerOpt = Annotated[
 TlsCertOpt = Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", help="PEM certificate for HTTPS.")]
 TlsKeyOpt = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="PEM private key for HTTPS.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens to stderr.")]
+OneControllerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--one-controller",
+        help="One viewer controls at a time, taking and handing over control from the page. "
+        "Default: every viewer with the control link may.",
+    ),
+]
 
 
 def _options(
@@ -53,9 +64,11 @@ def _options(
     ice_server: list[str] | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    one_controller: bool,
 ) -> RunOptions:
     return RunOptions.parse(
         fps=fps,
+        one_controller=one_controller,
         bind=bind,
         ice_addresses=tuple(ice_address or ()),
         ice_servers=tuple(ice_server or ()),
@@ -94,12 +107,13 @@ def vdisplay_run(
     ice_server: IceServerOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    one_controller: OneControllerOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status."""
     _setup_logging(verbose)
     try:
-        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key)
+        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller)
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
     except ImpromptuError as exc:
@@ -118,6 +132,7 @@ def share(
     ice_server: IceServerOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    one_controller: OneControllerOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Share an existing X display until Ctrl-C."""
@@ -126,11 +141,64 @@ def share(
         target = display or os.environ.get("DISPLAY")
         if not target:
             raise UsageError("no display to share: pass --display :N or set DISPLAY")
-        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key)
+        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller)
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:
         _fail(exc)
     _exit_with(code)
+
+
+@app.command("probe")
+def probe(
+    url: Annotated[str, typer.Argument(metavar="URL", help="The operator or view-only link the desktop printed.")],
+    seconds: Annotated[
+        float, typer.Option("--seconds", metavar="N", help="Receive for N seconds after the first keyframe.", min=0)
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    ice_address: IceAddressOpt = None,
+    ice_server: IceServerOpt = None,
+    tls_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-fingerprint",
+            metavar="SHA256",
+            help="Trust an https desktop whose certificate has this SHA-256 fingerprint (as the desktop prints it).",
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Join a shared desktop as a headless viewer, check its stream, and report frame rate, bitrate, frame loss
+    and time to first keyframe. Exits with 1 when no keyframe arrived or the stream broke the protocol's rules."""
+    from impromptu.probe import run_probe
+
+    _setup_logging(verbose)
+    try:
+        try:
+            ice = IcePolicy(addresses=tuple(ice_address or ()), servers=tuple(ice_server or ()))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        report = asyncio.run(run_probe(url, seconds, ice, _pinned(tls_fingerprint)))
+    except ValueError as exc:
+        _fail(UsageError(str(exc)))
+    except ImpromptuError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(report.as_json()) if as_json else report.format())
+    if not report.ok:
+        problem = report.error or f"{report.violation_count} protocol rule violations"
+        typer.echo(f"impromptu: error: probe: {problem}", err=True)
+    _exit_with(0 if report.ok else 1)
+
+
+def _pinned(fingerprint: str | None) -> aiohttp.Fingerprint | None:
+    if fingerprint is None:
+        return None
+    try:
+        digest = bytes.fromhex(fingerprint.replace(":", ""))
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise UsageError("--tls-fingerprint is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    return aiohttp.Fingerprint(digest)
 
 
 @app.command("doctor")

@@ -8,15 +8,30 @@ a holder of the key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urlsplit, urlunsplit
 
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def from_b64url(text: str) -> bytes:
+    """Decode base64url with or without padding; ``ValueError`` for anything else."""
+    if not text or any(c not in _B64URL for c in text.rstrip("=")):
+        raise ValueError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64url") from exc
+
+
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -49,6 +64,9 @@ class LinkKeys:
     def control_fragment(self) -> str:
         return f"c={b64url(self.control)}"
 
+    def view_fragment(self) -> str:
+        return f"v={b64url(self.view)}"
+
     def offer_mac(self, peer: str, sdp: str) -> str:
         return b64url(_hmac(self.view, f"impromptu/offer\n{peer}\n{sdp}"))
 
@@ -63,3 +81,48 @@ class LinkKeys:
     @staticmethod
     def answer_mac(key: bytes, peer: str, sdp: str) -> str:
         return b64url(_hmac(key, f"impromptu/answer\n{peer}\n{sdp}"))
+
+
+@dataclass(frozen=True)
+class ViewerLink:
+    """What a viewer knows from a link: where the desktop's page is, and the key its fragment carries."""
+
+    base_url: str
+    """``http(s)://host:port`` of the page and signaling server, without path or fragment."""
+    role: Role
+    key: bytes
+    """``Kc`` for a control link, ``Kv`` for a view-only one: it MACs this viewer's answers."""
+
+    @classmethod
+    def parse(cls, url: str) -> ViewerLink:
+        """``http://127.0.0.1:8080/#c=…`` or ``…/#v=…`` → a ``ViewerLink``; ``ValueError`` says what is wrong."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{url!r} is not an impromptu link (http[s]://HOST:PORT/#c=… or #v=…)")
+        name, sep, value = parts.fragment.partition("=")
+        if not sep or name not in ("c", "v"):
+            raise ValueError("the link has no key: copy the whole link, including everything after the #")
+        try:
+            key = from_b64url(value)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError(f"the link is damaged: the key after #{name}= is not 32 bytes of base64url")
+        return cls(
+            urlunsplit((parts.scheme, parts.netloc, "", "", "")), Role.CONTROL if name == "c" else Role.VIEW, key
+        )
+
+    @property
+    def view_key(self) -> bytes:
+        return LinkKeys(self.key).view if self.role is Role.CONTROL else self.key
+
+    @property
+    def room(self) -> str:
+        return b64url(_hmac(self.view_key, "impromptu/room"))[:22]
+
+    def check_offer(self, peer: str, sdp: str, mac: str) -> bool:
+        expected = b64url(_hmac(self.view_key, f"impromptu/offer\n{peer}\n{sdp}"))
+        return hmac.compare_digest(expected, mac)
+
+    def answer_mac(self, peer: str, sdp: str) -> str:
+        return LinkKeys.answer_mac(self.key, peer, sdp)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from impromptu.control import ControlMode
 from impromptu.display import App, Xvfb, parse_size
 from impromptu.errors import ImpromptuError, UsageError
 from impromptu.link import LinkKeys
@@ -34,6 +35,7 @@ class RunOptions:
     ice: IcePolicy
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    control: ControlMode = ControlMode.SHARED
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -52,13 +54,15 @@ class RunOptions:
         ice_servers: tuple[str, ...],
         tls_cert: Path | None,
         tls_key: Path | None,
+        one_controller: bool = False,
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
             ice = IcePolicy(addresses=ice_addresses, servers=ice_servers)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        return cls(host, port, fps, ice, tls_cert, tls_key)
+        control = ControlMode.ONE if one_controller else ControlMode.SHARED
+        return cls(host, port, fps, ice, tls_cert, tls_key, control)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -123,7 +127,9 @@ async def _share_until(
     server: SignalingServer, display: str, options: RunOptions, app: App | None, stops: _StopSignals
 ) -> int:
     keys = LinkKeys.generate()
-    session = ShareSession(display, keys, server, ShareOptions(fps=options.fps, ice=options.ice))
+    session = ShareSession(
+        display, keys, server, ShareOptions(fps=options.fps, ice=options.ice, control=options.control)
+    )
     app_wait: asyncio.Task[int] | None = None
     try:
         stops.interruptible = asyncio.ensure_future(session.start())
@@ -135,9 +141,10 @@ async def _share_until(
             raise
         finally:
             stops.interruptible = None
-        url = f"{server.scheme}://{_url_host(options.host)}:{server.port}/#{keys.control_fragment()}"
+        base = f"{server.scheme}://{_url_host(options.host)}:{server.port}/"
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
-        print(f"Operator link: {url}", flush=True)
+        print(f"Operator link: {base}#{keys.control_fragment()}", flush=True)
+        print(f"View-only link: {base}#{keys.view_fragment()}", flush=True)
         waiters: set[asyncio.Future[Any]] = {stops.received, session.failed}
         if app is not None:
             app_wait = asyncio.ensure_future(app.wait())

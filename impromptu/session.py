@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from impromptu.capture import open_screen_source
+from impromptu.control import ControlFloor, ControlMode
 from impromptu.encode import Encoder
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
@@ -36,6 +37,7 @@ ANSWER_TIMEOUT_S = 30.0
 class ShareOptions:
     fps: int = 30
     ice: IcePolicy = field(default_factory=IcePolicy)
+    control: ControlMode = ControlMode.SHARED
 
 
 async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -68,7 +70,8 @@ async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 class ShareSession:
-    """Shares the whole screen of ``display`` with every viewer that holds the link's key."""
+    """Shares the whole screen of ``display`` with every viewer that holds one of the link's keys: one encoder,
+    its frames fanned out to every viewer; input from those the control floor allows."""
 
     def __init__(self, display: str, keys: LinkKeys, server: SignalingServer, options: ShareOptions) -> None:
         self.display = display
@@ -83,7 +86,9 @@ class ShareSession:
         self._worker: EncodeWorker | None = None
         self._dispatcher: InputDispatcher | None = None
         self._sink: InputSink | None = None
-        self._hub = Hub(self._request_keyframe)
+        self._hub = Hub(self._request_keyframe, self._skipped)
+        self._floor = ControlFloor(options.control)
+        self._refused_input: set[str] = set()
         self._config: dict[str, Any] = {}
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self._started = False
@@ -229,30 +234,83 @@ class ShareSession:
         self._hub.add(viewer)
         assert self._worker is not None
         self._worker.set_active(True)
+        self._send_presence()
 
     def _viewer_closed(self, viewer: ViewerPeer) -> None:
+        was_watching = viewer.id in self._hub
         if self._peers.get(viewer.id) is viewer:
             del self._peers[viewer.id]
             self._roles.pop(viewer.id, None)
+            self._refused_input.discard(viewer.id)
+            self._floor.leave(viewer.id)
         self._hub.remove(viewer.id)
         if self._dispatcher is not None:
             self._dispatcher.release(viewer.id)
         if self._worker is not None and len(self._hub) == 0:
             self._worker.set_active(False)
+        if was_watching:
+            self._send_presence()
         if not self._stopped:
             self._spawn(viewer.close())  # idempotent; a failed connection still holds its sockets
 
+    def _watching(self) -> dict[str, ViewerPeer]:
+        """Connected viewers (with a verified role): those the hub sends video to."""
+        return {pid: peer for pid, peer in self._peers.items() if pid in self._hub}
+
+    def _send_presence(self) -> None:
+        """Tell every viewer how many watch and who may control (docs/protocol.md §5 ``presence``)."""
+        watching = self._watching()
+        controllers = sum(1 for pid in watching if self._roles[pid] is Role.CONTROL)
+        floor = self._floor
+        for pid, peer in watching.items():
+            peer.send_control(
+                {
+                    "type": "presence",
+                    "you": pid,
+                    "role": self._roles[pid].value,
+                    "viewers": len(watching),
+                    "controllers": controllers,
+                    "mode": floor.mode.value,
+                    "holder": floor.holder,
+                    "requests": list(floor.requests),
+                }
+            )
+
+    def _skipped(self, viewer_id: str, frames: int) -> None:
+        viewer = self._peers.get(viewer_id)
+        if viewer is not None:
+            logger.info("viewer %s caught up after %d skipped frames", viewer_id, frames)
+            viewer.send_control({"type": "stream.skipped", "surface": SURFACE, "frames": frames})
+
     def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
         kind = message["type"]
+        role = self._roles.get(viewer.id)
+        if role is None or self._peers.get(viewer.id) is not viewer:
+            return
         if kind == "keyframe.request":
             if message.get("surface") == SURFACE:
                 self._request_keyframe()
         elif kind.startswith("input."):
-            if self._roles.get(viewer.id) is not Role.CONTROL:
-                logger.warning("viewer %s: dropped %s from a view-only viewer", viewer.id, kind)
-                return
             assert self._dispatcher is not None
-            self._dispatcher.handle(viewer.id, message)
+            if self._floor.may_input(viewer.id, role):
+                self._dispatcher.handle(viewer.id, message)
+            elif kind == "input.release":
+                self._dispatcher.release(viewer.id)
+            elif viewer.id not in self._refused_input:
+                self._refused_input.add(viewer.id)  # one line per viewer, not one per mouse move
+                why = "a view-only viewer" if role is Role.VIEW else "a viewer that does not hold control"
+                logger.warning("viewer %s: dropped %s (and later input) from %s", viewer.id, kind, why)
+        elif kind in ("control.request", "control.release"):
+            holder = self._floor.holder
+            changed = (
+                self._floor.request(viewer.id, role) if kind == "control.request" else self._floor.release(viewer.id)
+            )
+            if holder is not None and self._floor.holder != holder and self._dispatcher is not None:
+                self._dispatcher.release(holder)  # what the old holder held must not stay pressed
+            if changed:
+                logger.info("viewer %s: %s; control: %s", viewer.id, kind, self._floor.holder or "nobody")
+                self._refused_input.discard(viewer.id)
+                self._send_presence()
         else:
             logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
 

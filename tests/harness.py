@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -28,15 +29,17 @@ CHROMIUM_ARGS = [
 ]
 IMPROMPTU = [sys.executable, "-m", "impromptu"]
 URL_RE = re.compile(r"Operator link: (\S+)")
+VIEW_URL_RE = re.compile(r"View-only link: (\S+)")
 DISPLAY_RE = re.compile(r"sharing display (:\d+)")
 
 
 class Desktop:
     """A running `impromptu vdisplay run` (or `share`) process, with its link and display."""
 
-    def __init__(self, proc: subprocess.Popen[str], url: str, display: str, stderr: list[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], url: str, view_url: str, display: str, stderr: list[str]) -> None:
         self.proc = proc
         self.url = url
+        self.view_url = view_url
         self.display = display
         self.stderr = stderr
 
@@ -98,8 +101,8 @@ def run_desktop(*args: str, env: dict[str, str] | None = None) -> Iterator[Deskt
         cwd=Path(__file__).parent.parent,
     )
     try:
-        found, lines = read_lines_until(proc, {"url": URL_RE, "display": DISPLAY_RE}, timeout=30)
-        yield Desktop(proc, found["url"], found["display"], lines)
+        found, lines = read_lines_until(proc, {"url": URL_RE, "view": VIEW_URL_RE, "display": DISPLAY_RE}, timeout=30)
+        yield Desktop(proc, found["url"], found["view"], found["display"], lines)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -127,3 +130,38 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def moving_app(width: int, height: int) -> list[str]:
+    """An app that keeps the whole screen moving at 30 fps: FFmpeg's testsrc2 pattern in ffplay."""
+    return [
+        "ffplay", "-loglevel", "error", "-nostats", "-an", "-noborder", "-left", "0", "-top", "0",
+        "-x", str(width), "-y", str(height), "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30",
+    ]  # fmt: skip
+
+
+@contextmanager
+def probing(url: str, seconds: float, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """``impromptu probe URL --json`` on loopback ICE, running in the background; killed if still running."""
+    command = [*IMPROMPTU, "probe", url, "--seconds", str(seconds), "--json", "--ice-address", "127.0.0.1", *extra]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def probe_report(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The JSON report a probe prints when it ends."""
+    out, err = proc.communicate(timeout=timeout)
+    try:
+        report: dict[str, Any] = json.loads(out)
+    except ValueError:
+        raise AssertionError(f"probe printed no report (exit {proc.returncode}): {out!r} {err!r}") from None
+    report["exit"] = proc.returncode
+    report["stderr"] = err
+    return report

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from impromptu.control import ControlMode
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.session import ShareOptions, ShareSession
@@ -32,6 +33,8 @@ class PyViewer:
         self._reassembler = Reassembler()
         self._http: aiohttp.ClientSession | None = None
         self.opened = asyncio.Event()
+        self.id = ""
+        """The peer id the signaling server gave this viewer."""
 
     async def connect(self) -> dict[str, Any]:
         """Join and answer; returns the last signaling message (an offer answered, or a reject)."""
@@ -53,7 +56,7 @@ class PyViewer:
             msg = await asyncio.wait_for(ws.receive_json(), 10)
             self.signals.append(msg)
             if msg["type"] == "welcome":
-                peer = msg["peer"]
+                peer = self.id = msg["peer"]
             elif msg["type"] == "offer":
                 assert msg["mac"] == self.offer_keys.offer_mac(peer, msg["sdp"]), "offer not from the desktop"
                 await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
@@ -80,6 +83,18 @@ class PyViewer:
         if done is not None:
             self.frames.put_nowait(done.chunk)
 
+    def presence(self) -> dict[str, Any] | None:
+        """The last ``presence`` the desktop sent this viewer."""
+        return next((m for m in reversed(self.configs) if m["type"] == "presence"), None)
+
+    async def wait_presence(self, predicate: Any) -> dict[str, Any]:
+        for _ in range(200):
+            last = self.presence()
+            if last is not None and predicate(last):
+                return last
+            await asyncio.sleep(0.05)  # polling a list the channel's handler appends to
+        raise AssertionError(f"no presence matching the condition; last: {self.presence()}")
+
     def send(self, message: dict[str, Any]) -> None:
         assert self.control is not None
         self.control.send(json.dumps(message))
@@ -91,13 +106,14 @@ class PyViewer:
 
 
 @contextlib.asynccontextmanager
-async def sharing(display: str) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
+async def sharing(
+    display: str, control: ControlMode = ControlMode.SHARED
+) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
     """A session sharing ``display`` through its own signaling server on a free port, ICE on 127.0.0.1 only."""
     server = SignalingServer("127.0.0.1", 0)
     await server.start()
-    session = ShareSession(
-        display, LinkKeys.generate(), server, ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)))
-    )
+    options = ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)), control=control)
+    session = ShareSession(display, LinkKeys.generate(), server, options)
     try:
         await session.start()
         yield session, server

@@ -51,3 +51,15 @@ def test_h264_is_annex_b_with_parameter_sets_on_keyframes() -> None:
 def test_odd_sizes_are_refused() -> None:
     with pytest.raises(EncodeError, match="even"):
         Encoder(321, 240, 30)
+
+
+def test_h264_says_its_colours_are_bt601_limited_range() -> None:
+    """The converter makes BT.601 limited-range YUV. Unmarked, Chromium decodes it as BT.709 and a saturated green
+    comes out 10 % darker; so the stream's SPS says which matrix, primaries and range it uses."""
+    encoder = Encoder(64, 48, 30, "libx264")
+    data, _ = encoder.encode(np.zeros((48, 64, 4), np.uint8).tobytes(), 0, True)
+    encoder.close()
+    (frame,) = av.CodecContext.create("h264", "r").decode(av.Packet(data))
+    smpte170m, tv_range = 6, 1  # ITU-T H.273 code points, as FFmpeg reports them
+    assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (smpte170m,) * 3
+    assert frame.color_range == tv_range

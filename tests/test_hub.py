@@ -39,7 +39,8 @@ def test_viewers_start_at_a_keyframe_and_then_get_every_frame() -> None:
 
 def test_a_backed_up_viewer_skips_alone_and_asks_for_one_keyframe_when_drained() -> None:
     requests: list[int] = []
-    hub = Hub(lambda: requests.append(1))
+    told: list[tuple[str, int]] = []
+    hub = Hub(lambda: requests.append(1), lambda viewer, frames: told.append((viewer, frames)))
     fast, slow = Sink("fast"), Sink("slow")
     hub.add(fast)
     hub.add(slow)
@@ -59,6 +60,19 @@ def test_a_backed_up_viewer_skips_alone_and_asks_for_one_keyframe_when_drained()
     hub.publish(chunk(23))
     assert fast.frames == list(range(24))
     assert slow.frames == [0, 22, 23]
+    assert told == [("slow", 21)], "the viewer is told how many frames it missed, once it resumes"
+    assert hub.skipped("slow") == 21 and hub.skipped("fast") == 0
+
+
+def test_a_late_joiner_waiting_for_its_first_keyframe_has_skipped_nothing() -> None:
+    told: list[tuple[str, int]] = []
+    hub = Hub(lambda: None, lambda viewer, frames: told.append((viewer, frames)))
+    hub.publish(chunk(0, key=True))
+    late = Sink("late")
+    hub.add(late)
+    for seq in range(1, 4):
+        hub.publish(chunk(seq, key=seq == 3))
+    assert late.frames == [3] and told == []
 
 
 def test_removed_viewers_get_nothing() -> None:

@@ -11,6 +11,7 @@ import av
 import pytest
 from Xlib import X
 
+from impromptu.control import ControlMode
 from impromptu.link import LinkKeys
 from impromptu.session import ShareSession
 from impromptu.signaling import SignalingServer
@@ -155,3 +156,95 @@ async def test_joins_beyond_the_cap_are_rejected(
     finally:
         await first.close()
         await second.close()
+
+
+CLICK_AT = {"type": "input.button", "button": 1, "down": True, "x": 0, "y": 0}
+
+
+def click(x: int, y: int, down: bool = True) -> dict[str, Any]:
+    return {**CLICK_AT, "x": x, "y": y, "down": down}
+
+
+async def test_input_from_a_view_only_viewer_never_reaches_x(
+    shared: tuple[ShareSession, SignalingServer], xvfb_display: str
+) -> None:
+    session, server = shared
+    watcher = XWindow(xvfb_display, 0, 0, 640, 480, X.ButtonPressMask | X.KeyPressMask | X.PointerMotionMask)
+    watcher.focus()
+    view = viewer(session, server, session.keys.view)
+    control = viewer(session, server, session.keys.control)
+    try:
+        await view.connect()
+        await next_frame(view)
+        await control.connect()
+        presence = await view.wait_presence(lambda p: p["viewers"] == 2)
+        assert presence["role"] == "view" and presence["controllers"] == 1 and presence["mode"] == "shared"
+        assert (await control.wait_presence(lambda p: p["viewers"] == 2))["role"] == "control"
+        for message in (
+            {"type": "input.move", "x": 10, "y": 10},
+            click(20, 20),
+            click(20, 20, down=False),
+            {"type": "input.key", "code": "KeyA", "key": "a", "down": True},
+            {"type": "input.wheel", "dx": 0, "dy": 1, "x": 30, "y": 30},
+            {"type": "control.request"},
+        ):
+            view.send(message)
+        # The view-only viewer's messages went out first; the control viewer's click is the marker. The desktop
+        # handles both viewers' messages on one thread, but they travel on two connections: wait until it has
+        # logged the refusal before sending the marker.
+        await wait_until(lambda: view.id in session._refused_input)
+        control.send(click(400, 300))
+        (press,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonPress})
+        assert (press.root_x, press.root_y) == (400, 300)
+        before = watcher.events[: watcher.events.index(press)]
+        assert all(e.type == X.MotionNotify and (e.root_x, e.root_y) == (400, 300) for e in before), before
+    finally:
+        await view.close()
+        await control.close()
+        watcher.close()
+
+
+async def wait_until(predicate: Any) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met within 10 s")
+
+
+async def test_one_controller_at_a_time(xvfb_display: str) -> None:
+    watcher = XWindow(xvfb_display, 0, 0, 640, 480, X.ButtonPressMask | X.ButtonReleaseMask)
+    async with sharing(xvfb_display, ControlMode.ONE) as (session, server):
+        a, b = viewer(session, server, session.keys.control), viewer(session, server, session.keys.control)
+        try:
+            await a.connect()
+            await b.connect()
+            first = await a.wait_presence(lambda p: p["viewers"] == 2)
+            assert first["mode"] == "one" and first["holder"] is None and first["requests"] == []
+            a.send({"type": "control.request"})
+            await b.wait_presence(lambda p: p["holder"] == a.id)
+            b.send({"type": "control.request"})
+            await a.wait_presence(lambda p: p["requests"] == [b.id])
+
+            b.send(click(50, 50))  # b does not hold control: dropped
+            await wait_until(lambda: b.id in session._refused_input)
+            a.send(click(60, 70))  # a holds it and presses button 1 …
+            (press,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonPress})
+            assert (press.root_x, press.root_y) == (60, 70)
+
+            a.send({"type": "control.release"})  # … then hands control to b: a's button goes up
+            (release,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonRelease})
+            assert release.detail == 1
+            await a.wait_presence(lambda p: p["holder"] == b.id and p["requests"] == [])
+            watcher.events.clear()
+            b.send(click(300, 200))
+            (press,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonPress})
+            assert (press.root_x, press.root_y) == (300, 200)
+            b.send(click(300, 200, down=False))
+
+            await b.close()  # the holder leaves: nobody holds control
+            await a.wait_presence(lambda p: p["viewers"] == 1 and p["holder"] is None)
+        finally:
+            await a.close()
+            await b.close()
+    watcher.close()

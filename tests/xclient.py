@@ -20,6 +20,8 @@ class XWindow:
             x, y, w, h, 0, screen.root_depth, override_redirect=True, event_mask=event_mask
         )
         self.size = (w, h)
+        self.events: list[Any] = []
+        """Every event received so far (a test may clear it)."""
         self.gc = self.window.create_gc()
         self.window.map()
         self.d.sync()
@@ -34,15 +36,16 @@ class XWindow:
         self.d.sync()
 
     def wait_events(self, kinds: set[int]) -> list[Any]:
-        """The first event of each kind in ``kinds``, waiting up to 15 s in total."""
-        seen: dict[int, Any] = {}
+        """The first event of each kind in ``kinds`` among ``events``, reading more for up to 15 s in total."""
         for _ in range(150):
             while self.d.pending_events():
-                event = self.d.next_event()
+                self.events.append(self.d.next_event())
+            seen: dict[int, Any] = {}
+            for event in self.events:
                 if event.type in kinds:
                     seen.setdefault(event.type, event)
             if set(seen) == kinds:
-                return list(seen.values())
+                return [seen[kind] for kind in sorted(kinds)]
             select.select([self.d.fileno()], [], [], 0.1)
         raise AssertionError(f"saw only {sorted(seen)} of {sorted(kinds)}")
 

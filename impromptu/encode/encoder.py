@@ -104,6 +104,12 @@ class Encoder:
                         "aud=0",
                         "vbv-maxrate=8000",
                         "vbv-bufsize=4000",
+                        # The converter makes BT.601 limited-range YUV: say so in the SPS, or decoders that
+                        # assume BT.709 for unmarked streams (Chromium) shift saturated colours.
+                        "colorprim=smpte170m",
+                        "transfer=smpte170m",
+                        "colormatrix=smpte170m",
+                        "range=tv",
                     ]
                 ),
             }

@@ -1,7 +1,8 @@
 """The fan-out hub: every encoded frame goes to every viewer, each with its own bounded send buffer.
 
 A viewer whose channel backs up past ``MAX_BUFFERED`` skips frames until it has drained, then asks for one
-keyframe and resumes from it; nobody else waits for it, and the bytes queued for it are bounded.
+keyframe and resumes from it, and is told how many frames it missed; nobody else waits for it, and the bytes
+queued for it are bounded (docs/protocol.md §6). Each frame is cut into fragments once, for all viewers.
 """
 
 from __future__ import annotations
@@ -29,22 +30,35 @@ class VideoSink(Protocol):
 
 
 class _ViewerState:
-    __slots__ = ("behind", "dropped", "sink", "waiting_for_keyframe")
+    __slots__ = ("behind", "sink", "skipped", "skipped_total", "waiting_for_keyframe")
 
     def __init__(self, sink: VideoSink) -> None:
         self.sink = sink
         self.waiting_for_keyframe = True
         self.behind = False
-        self.dropped = 0
+        self.skipped = 0
+        """Frames skipped since the viewer fell behind (not those before its first keyframe)."""
+        self.skipped_total = 0
 
 
 class Hub:
-    def __init__(self, request_keyframe: Callable[[], None]) -> None:
+    """``request_keyframe()`` asks the encoder for a keyframe; ``on_skipped(viewer_id, frames)`` is called when a
+    viewer that fell behind resumes, with the number of frames it did not get."""
+
+    def __init__(
+        self,
+        request_keyframe: Callable[[], None],
+        on_skipped: Callable[[str, int], None] = lambda viewer_id, frames: None,
+    ) -> None:
         self._request_keyframe = request_keyframe
+        self._on_skipped = on_skipped
         self._viewers: dict[str, _ViewerState] = {}
 
     def __len__(self) -> int:
         return len(self._viewers)
+
+    def __contains__(self, viewer_id: object) -> bool:
+        return viewer_id in self._viewers
 
     def add(self, sink: VideoSink) -> None:
         self._viewers[sink.id] = _ViewerState(sink)
@@ -52,6 +66,11 @@ class Hub:
 
     def remove(self, viewer_id: str) -> None:
         self._viewers.pop(viewer_id, None)
+
+    def skipped(self, viewer_id: str) -> int:
+        """Frames skipped in all for this viewer because it was behind."""
+        state = self._viewers.get(viewer_id)
+        return state.skipped_total if state is not None else 0
 
     def publish(self, chunk: EncodedChunk) -> None:
         fragments: list[bytes] | None = None
@@ -62,17 +81,22 @@ class Hub:
                     logger.info("viewer %s is behind: skipping frames until it catches up", state.sink.id)
                 state.behind = True
                 state.waiting_for_keyframe = True
-                state.dropped += 1
+                state.skipped += 1
                 continue
             if state.behind:
                 # Caught up: one keyframe gets it going again (asked for once, not on every skipped frame).
                 state.behind = False
                 self._request_keyframe()
             if state.waiting_for_keyframe and not chunk.keyframe:
-                state.dropped += 1
+                if state.skipped:
+                    state.skipped += 1  # after falling behind; before the first keyframe there is nothing to miss
                 continue
             if fragments is None:
                 fragments = fragment(chunk)
             for message in fragments:
                 state.sink.send_video(message)
             state.waiting_for_keyframe = False
+            if state.skipped:
+                skipped, state.skipped = state.skipped, 0
+                state.skipped_total += skipped
+                self._on_skipped(state.sink.id, skipped)

@@ -360,3 +360,87 @@ test('page → desktop messages have the §5 shapes', () => {
   assert.deepEqual(controlMessages.key('KeyA', 'a', false), { type: 'input.key', code: 'KeyA', key: 'a', down: false });
   assert.deepEqual(controlMessages.release(), { type: 'input.release' });
 });
+
+const PRESENCE = {
+  type: 'presence',
+  you: '3f2a9c0d11223344',
+  role: 'control',
+  viewers: 3,
+  controllers: 2,
+  mode: 'one',
+  holder: 'a1b2c3d4e5f60718',
+  requests: ['3f2a9c0d11223344'],
+};
+const presenceText = (fields) => JSON.stringify({ ...PRESENCE, ...fields });
+
+test('parseControl keeps the known fields of a valid presence', () => {
+  const ok = parseControl(presenceText({ extra: 1 }));
+  assert.deepEqual(ok, { ok: true, msg: { ...PRESENCE } });
+  const shared = parseControl(presenceText({ mode: 'shared', holder: null, requests: [] }));
+  assert.deepEqual(shared.msg, { ...PRESENCE, mode: 'shared', holder: null, requests: [] });
+  const view = parseControl(presenceText({ role: 'view', viewers: 1, controllers: 0, holder: null, requests: [] }));
+  assert.equal(view.ok, true);
+  assert.equal(view.msg.role, 'view');
+  // The requests array is the message's own copy.
+  const raw = JSON.parse(presenceText({}));
+  const parsed = parseControl(JSON.stringify(raw));
+  assert.notEqual(parsed.msg.requests, raw.requests);
+});
+
+test('parseControl drops a presence with a missing, mistyped or out-of-range field', () => {
+  const bad = [
+    [{ you: undefined }, 'presence.you'],
+    [{ you: '' }, 'presence.you'],
+    [{ you: 7 }, 'presence.you'],
+    [{ you: 'x'.repeat(257) }, 'presence.you'],
+    [{ role: 'admin' }, 'presence.role'],
+    [{ role: undefined }, 'presence.role'],
+    [{ viewers: 0 }, 'presence.viewers'],
+    [{ viewers: 2.5 }, 'presence.viewers'],
+    [{ viewers: '3' }, 'presence.viewers'],
+    [{ controllers: -1 }, 'presence.controllers'],
+    [{ controllers: 4 }, 'presence.controllers'],
+    [{ controllers: null }, 'presence.controllers'],
+    [{ mode: 'many' }, 'presence.mode'],
+    [{ mode: undefined }, 'presence.mode'],
+    [{ holder: undefined }, 'presence.holder'],
+    [{ holder: 12 }, 'presence.holder'],
+    [{ holder: '' }, 'presence.holder'],
+    [{ mode: 'shared', holder: 'a1b2c3d4e5f60718', requests: [] }, 'presence.holder'],
+    [{ requests: undefined }, 'presence.requests'],
+    [{ requests: 'a1b2' }, 'presence.requests'],
+    [{ requests: [1] }, 'presence.requests'],
+    [{ requests: [''] }, 'presence.requests'],
+    [{ requests: ['a', 'b', 'c', 'd'] }, 'presence.requests'],
+    [{ mode: 'shared', holder: null, requests: ['3f2a9c0d11223344'] }, 'presence.requests'],
+  ];
+  for (const [fields, reason] of bad) {
+    const text = presenceText(fields);
+    assert.deepEqual(parseControl(text), { ok: false, reason }, text);
+  }
+});
+
+test('parseControl validates stream.skipped', () => {
+  assert.deepEqual(parseControl(JSON.stringify({ type: 'stream.skipped', surface: 0, frames: 12, extra: true })), {
+    ok: true,
+    msg: { type: 'stream.skipped', surface: 0, frames: 12 },
+  });
+  const bad = [
+    [{ surface: 0 }, 'stream.skipped.frames'],
+    [{ surface: 0, frames: 0 }, 'stream.skipped.frames'],
+    [{ surface: 0, frames: 1.5 }, 'stream.skipped.frames'],
+    [{ surface: 0, frames: '3' }, 'stream.skipped.frames'],
+    [{ frames: 3 }, 'stream.skipped.surface'],
+    [{ surface: -1, frames: 3 }, 'stream.skipped.surface'],
+    [{ surface: 0x10000, frames: 3 }, 'stream.skipped.surface'],
+  ];
+  for (const [fields, reason] of bad) {
+    const text = JSON.stringify({ type: 'stream.skipped', ...fields });
+    assert.deepEqual(parseControl(text), { ok: false, reason }, text);
+  }
+});
+
+test('control.request and control.release have the §5 shapes', () => {
+  assert.deepEqual(controlMessages.controlRequest(), { type: 'control.request' });
+  assert.deepEqual(controlMessages.controlRelease(), { type: 'control.release' });
+});

@@ -1,10 +1,12 @@
 // The operator page: checks the browser and the link, then wires PeerSession → Reassembler → CanvasDecoder,
-// and InputCapture → the control channel, and keeps the top bar and the test hook up to date.
+// and InputCapture → the control channel (while this viewer may control), and keeps the top bar and the test hook
+// up to date.
 
 import { CanvasDecoder } from './decoder.js';
 import { InputCapture } from './input.js';
 import { linkKeys, parseLinkFragment } from './keys.js';
 import { PeerSession } from './peer.js';
+import { ControlGate } from './presence.js';
 import { Reassembler, controlMessages, parseControl } from './protocol.js';
 import { signalingUrl } from './signaling.js';
 
@@ -15,6 +17,9 @@ const ui = {
   stream: $('stream'),
   fps: $('fps'),
   focus: $('focus'),
+  watching: $('watching'),
+  control: $('control'),
+  controlBtn: $('control-btn'),
   fit: $('fit'),
   notice: $('notice'),
   overlay: $('overlay'),
@@ -36,6 +41,7 @@ const page = {
   fps: 0,
   latencyMs: null,
   decodeProblem: '', // a codec this browser cannot decode: shown over the connection state
+  skippedFrames: 0, // sum of `stream.skipped` frames
 };
 
 let decoder = null;
@@ -46,6 +52,11 @@ const EARLY_MAX = 256;
 let early = [];
 let session = null;
 let role = 'control';
+let input = null;
+let canvasFocused = false;
+let buttonTimer = 0;
+// What the bar shows about viewers and control, and whether input may go out.
+const gate = new ControlGate({ role: () => role, send: (message) => send(message), release: () => input?.release() });
 
 // Read-only view for tests and benchmarks.
 window.impromptu = Object.freeze({
@@ -66,6 +77,15 @@ window.impromptu = Object.freeze({
   },
   get latencyMs() {
     return page.latencyMs;
+  },
+  get presence() {
+    return gate.presence;
+  },
+  get canControl() {
+    return gate.canControl;
+  },
+  get skippedFrames() {
+    return page.skippedFrames;
   },
   canvas,
 });
@@ -124,6 +144,45 @@ function showNotice(state, title, lines) {
   canvas.hidden = true;
 }
 
+/**
+ * The watching / control texts and the control button. The texts' spans stay in place (empty when there is
+ * nothing to say) so that screen readers keep following them as live regions.
+ */
+function renderControl() {
+  const bar = gate.view;
+  ui.watching.textContent = bar.watching;
+  ui.watching.title = bar.watchingTitle;
+  ui.control.textContent = bar.control;
+  ui.control.title = bar.controlTitle;
+  const b = bar.button;
+  ui.controlBtn.hidden = b === null;
+  if (b !== null) {
+    ui.controlBtn.textContent = b.label;
+    ui.controlBtn.title = b.title;
+    ui.controlBtn.dataset.action = b.action;
+  }
+  clearTimeout(buttonTimer);
+  ui.controlBtn.disabled = false;
+  ui.focus.hidden = !(canvasFocused && bar.canControl);
+}
+
+/** A new presence, or `null`: none on this connection (yet), which an older desktop never sends. */
+function applyPresence(presence) {
+  gate.update(presence);
+  renderControl();
+}
+
+function onControlButton() {
+  const action = ui.controlBtn.dataset.action;
+  if (action !== 'request' && action !== 'release') return;
+  send(action === 'request' ? controlMessages.controlRequest() : controlMessages.controlRelease());
+  // Until the desktop answers with a new presence; should none come, the button works again after a while.
+  ui.controlBtn.disabled = true;
+  clearTimeout(buttonTimer);
+  buttonTimer = setTimeout(() => (ui.controlBtn.disabled = false), 3000);
+  canvas.focus({ preventScroll: true }); // keys back to the desktop (and not to this button)
+}
+
 function setFit(fit) {
   document.body.classList.toggle('native', !fit);
   ui.fit.textContent = fit ? '1:1' : 'Fit';
@@ -166,6 +225,8 @@ function onControl(text) {
   }
   const msg = parsed.msg;
   if (msg.type === 'config') applyConfig(msg);
+  else if (msg.type === 'presence') applyPresence(Object.freeze({ ...msg, requests: Object.freeze(msg.requests) }));
+  else if (msg.type === 'stream.skipped') page.skippedFrames += msg.frames;
 }
 
 function applyConfig(config) {
@@ -242,11 +303,16 @@ async function main() {
     setFit(document.body.classList.contains('native'));
     if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys back to the desktop
   });
+  ui.controlBtn.addEventListener('click', onControlButton);
   window.addEventListener('resize', layoutNative);
   window.addEventListener('hashchange', () => location.reload());
   window.addEventListener('pageshow', (e) => e.persisted && location.reload()); // back from the bfcache: stopped
-  canvas.addEventListener('focus', () => (ui.focus.hidden = false));
-  canvas.addEventListener('blur', () => (ui.focus.hidden = true));
+  const onFocus = (focused) => {
+    canvasFocused = focused;
+    ui.focus.hidden = !(focused && gate.canControl);
+  };
+  canvas.addEventListener('focus', () => onFocus(true));
+  canvas.addEventListener('blur', () => onFocus(false));
 
   const problems = unsupportedReasons();
   if (problems.length > 0) {
@@ -268,6 +334,7 @@ async function main() {
     return;
   }
   role = keys.role;
+  applyPresence(null);
 
   decoder = new CanvasDecoder(canvas, {
     onFrame: ({ timestamp }) => {
@@ -279,8 +346,8 @@ async function main() {
   });
 
   if (role === 'control') {
-    const input = new InputCapture(canvas, {
-      send,
+    input = new InputCapture(canvas, {
+      send: (message) => gate.sendInput(message),
       surface: () => (page.lastConfig && page.state === 'connected' ? page.lastConfig : null),
     });
     input.attach();
@@ -294,11 +361,13 @@ async function main() {
       // A fresh connection: its own sequence numbers and a keyframe after its config.
       reassembler = null;
       early = [];
+      applyPresence(null);
       if (role === 'control') canvas.focus({ preventScroll: true });
     },
     onClose: () => {
       reassembler = null;
       early = [];
+      applyPresence(null); // who watches and who controls is news of a connection we no longer have
     },
     onControl,
     onVideo,

@@ -309,6 +309,9 @@ export class Reassembler {
 // ---- control messages (§5) ----
 
 const isInt = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
+// Peer ids are made by the signaling server (16 hex digits today); a page only shows and compares them.
+const isPeer = (v) => typeof v === 'string' && v.length > 0 && v.length <= 256;
+const MAX_VIEWERS = 0xffff;
 
 /**
  * Validate a desktop → page control message (text). Returns `{ok: true, msg}` with only the known fields, or
@@ -336,6 +339,29 @@ export function parseControl(text) {
       if (!isInt(fps, 0, 1000)) return { ok: false, reason: 'config.fps' };
       return { ok: true, msg: { type: 'config', surface, codec, width, height, fps } };
     }
+    case 'presence': {
+      const { you, role, viewers, controllers, mode, holder, requests } = raw;
+      if (!isPeer(you)) return { ok: false, reason: 'presence.you' };
+      if (role !== 'control' && role !== 'view') return { ok: false, reason: 'presence.role' };
+      if (!isInt(viewers, 1, MAX_VIEWERS)) return { ok: false, reason: 'presence.viewers' };
+      if (!isInt(controllers, 0, viewers)) return { ok: false, reason: 'presence.controllers' };
+      if (mode !== 'shared' && mode !== 'one') return { ok: false, reason: 'presence.mode' };
+      if (holder !== null && !(mode === 'one' && isPeer(holder))) return { ok: false, reason: 'presence.holder' };
+      if (!Array.isArray(requests) || requests.length > viewers || !requests.every(isPeer)) {
+        return { ok: false, reason: 'presence.requests' };
+      }
+      if (mode === 'shared' && requests.length > 0) return { ok: false, reason: 'presence.requests' };
+      return {
+        ok: true,
+        msg: { type: 'presence', you, role, viewers, controllers, mode, holder, requests: [...requests] },
+      };
+    }
+    case 'stream.skipped': {
+      const { surface, frames } = raw;
+      if (!isInt(surface, 0, 0xffff)) return { ok: false, reason: 'stream.skipped.surface' };
+      if (!isInt(frames, 1, U32 - 1)) return { ok: false, reason: 'stream.skipped.frames' };
+      return { ok: true, msg: { type: 'stream.skipped', surface, frames } };
+    }
     default:
       return { ok: false, reason: `unknown type ${JSON.stringify(raw.type).slice(0, 40)}` };
   }
@@ -349,4 +375,6 @@ export const controlMessages = {
   wheel: (dx, dy, x, y) => ({ type: 'input.wheel', dx, dy, x, y }),
   key: (code, key, down) => ({ type: 'input.key', code, key, down }),
   release: () => ({ type: 'input.release' }),
+  controlRequest: () => ({ type: 'control.request' }),
+  controlRelease: () => ({ type: 'control.release' }),
 };
