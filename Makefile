@@ -57,13 +57,14 @@ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null; \
 $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$${missing[@]}" </dev/null
 endef
 
-.PHONY: help deps deps-run deps-test venv demo test lint pytest jstest bench clean distclean
+.PHONY: help deps deps-run deps-test venv demo test lint pytest jstest bench load clean distclean
 
 help:
 	@echo "make demo       install what is missing, then share an xterm: impromptu vdisplay run -- xterm"
 	@echo "make test       lint + pytest + node --test (installs missing Debian packages and the venv first)"
 	@echo "make lint       ruff check + mypy"
 	@echo "make bench      run the benchmarks in bench/ and print a table"
+	@echo "make load       20 probe viewers for 60 s, killed and rejoined at random: frame loss, desktop RSS"
 	@echo "make deps       install missing Debian packages (deps-run: for demo; deps-test: also for tests)"
 	@echo "make venv       create $(VENV) with impromptu installed editable, with test extras"
 	@echo "make clean      remove caches; make distclean also removes $(VENV)"
@@ -103,6 +104,10 @@ jstest:
 
 bench: deps-test venv
 	$(BIN)/python bench/run.py
+
+# Not part of `test` or `bench`: a minute and a bit that saturates a small machine.
+load: deps-test venv
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -28,7 +28,7 @@ import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench import cpu, grab_encode, latency  # noqa: E402
+from bench import cpu, fanout, grab_encode, latency  # noqa: E402
 from bench.common import (  # noqa: E402
     FOREIGN_WARN_PCT,
     INTERRUPTED,
@@ -45,7 +45,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.desktop import Browsers  # noqa: E402
 
-BENCHMARKS = ("grab", "cpu", "idle", "g2g")
+BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout")
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 GRAB_TARGET_MS = 3.0
@@ -168,6 +168,9 @@ def summary(results: dict[str, Any], foreign: dict[str, float]) -> tuple[str, li
         f"Selkies {SELKIES_G2G_MS[0]:.0f} ms (p95 {SELKIES_G2G_MS[1]:.0f})",
         None if med is None else med <= G2G_TARGET_MS,
     )
+
+    for target, goal, measured, reference, ok in fanout.summary_rows(results.get("fanout", []), FULL_RATE_FPS):
+        add("fanout", target, goal, measured, reference, ok)
     text = table(
         "Summary: the issue's targets",
         ["target", "goal", "measured", "reference", "verdict"],
@@ -237,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             attempt("idle", lambda: cpu.run_idle(browsers, args.quick), render_cpu)
         if "g2g" in args.chosen:
             attempt("g2g", lambda: latency.run(SIZES, browsers, args.quick), lambda: latency.render(results["g2g"]))
+        if "fanout" in args.chosen:
+            attempt("fanout", lambda: fanout.run(SIZES, args.quick), lambda: fanout.render(results["fanout"]))
+            # A mode that failed leaves its rows marked and the other mode's figures standing: an error, not a crash.
+            errors.update(fanout.failures(results.get("fanout", [])))
         if browsers.version():
             env["chromium"] = browsers.version()
     except KeyboardInterrupt:

@@ -244,7 +244,7 @@ class Probe:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(closed), seconds)
                 if self._conn.closed.is_set():
-                    self.report.error = "the desktop closed the connection"
+                    self.report.error = "the connection closed (the desktop stopped, or ICE consent expired)"
             finally:
                 closed.cancel()
         except Exception as exc:  # reported, not raised: a probe's job is to say what went wrong

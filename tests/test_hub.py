@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from impromptu.stream.framing import EncodedChunk, Reassembler
-from impromptu.stream.hub import MAX_BUFFERED, RESUME_BUFFERED, Hub
+from impromptu.stream.hub import MAX_BUFFERED, MIN_BUFFERED, Hub
 
 
 class Sink:
@@ -46,11 +46,11 @@ def test_a_backed_up_viewer_skips_alone_and_asks_for_one_keyframe_when_drained()
     hub.add(slow)
     requests.clear()
     hub.publish(chunk(0, key=True))
-    slow.buffered_amount = MAX_BUFFERED + 1
+    slow.buffered_amount = hub.limit() + 1
     for seq in range(1, 20):
         hub.publish(chunk(seq))
     assert requests == [], "no keyframe storm while a viewer is behind"
-    slow.buffered_amount = RESUME_BUFFERED + 1
+    slow.buffered_amount = hub.limit() // 4 + 1
     hub.publish(chunk(20))
     assert requests == [], "still draining"
     slow.buffered_amount = 0
@@ -82,3 +82,30 @@ def test_removed_viewers_get_nothing() -> None:
     hub.remove("gone")
     hub.publish(chunk(0, key=True))
     assert sink.frames == [] and len(hub) == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_how_far_behind_a_viewer_may_be_follows_the_bitrate() -> None:
+    """Half a second of the stream may wait for a viewer: never less than a keyframe needs, never unbounded."""
+    clock = Clock()
+    hub = Hub(lambda: None, clock=clock)
+    assert hub.limit() == MIN_BUFFERED, "an idle stream: room for a keyframe"
+    for _ in range(60):  # 2 s of a 30 fps stream at 20 kB a frame: 4.8 Mbit/s, 300 kB per half second
+        clock.now += 1 / 30
+        hub.publish(EncodedChunk(0, 0, False, 0, bytes(20_000)))
+    assert hub.limit() == MIN_BUFFERED
+    for _ in range(60):  # 2 s at 300 kB a frame: 72 Mbit/s, 4.5 MB per half second
+        clock.now += 1 / 30
+        hub.publish(EncodedChunk(0, 0, False, 0, bytes(300_000)))
+    assert hub.limit() == MAX_BUFFERED
+    for _ in range(60):  # 2 s at 100 kB a frame: 1.5 MB per half second
+        clock.now += 1 / 30
+        hub.publish(EncodedChunk(0, 0, False, 0, bytes(100_000)))
+    assert abs(hub.limit() - 1_500_000) <= 75_000, "one frame either way at the edge of the window"

@@ -1,5 +1,6 @@
 """WebRTC peers (aiortc): the desktop's connections to viewers and its ICE policy."""
 
+import impromptu.rtc.udp  # noqa: F401  (bigger UDP receive buffers: installs itself)
 from impromptu.rtc.ice import IcePolicy
 from impromptu.rtc.peer import ViewerPeer
 

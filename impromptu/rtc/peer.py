@@ -66,7 +66,8 @@ class ViewerPeer:
         return int(self.video.bufferedAmount)
 
     def send_video(self, message: bytes) -> None:
-        if self.video.readyState == "open":
+        # Not once ICE has given up (consent expired): aiortc would only fail to send it, in a task of its own.
+        if self.video.readyState == "open" and self._pc.iceConnectionState in ("connected", "completed"):
             self.video.send(message)
 
     def send_control(self, message: dict[str, Any]) -> None:

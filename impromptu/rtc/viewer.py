@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+import impromptu.rtc.sack  # noqa: F401  (acknowledge like a browser: installs itself)
 from impromptu.errors import ImpromptuError
 from impromptu.link import ViewerLink
 from impromptu.rtc.ice import IcePolicy

@@ -1,13 +1,18 @@
 """The fan-out hub: every encoded frame goes to every viewer, each with its own bounded send buffer.
 
-A viewer whose channel backs up past ``MAX_BUFFERED`` skips frames until it has drained, then asks for one
-keyframe and resumes from it, and is told how many frames it missed; nobody else waits for it, and the bytes
-queued for it are bounded (docs/protocol.md §6). Each frame is cut into fragments once, for all viewers.
+A viewer whose channel backs up skips frames until it has drained, then asks for one keyframe and resumes from
+it, and is told how many frames it missed; nobody else waits for it (docs/protocol.md §6). "Backed up" means
+more than ``MAX_LAG_S`` of the stream waiting to be sent, judged by the stream's recent bitrate, and never less
+than ``MIN_BUFFERED`` (a keyframe must fit) nor more than ``MAX_BUFFERED`` (the memory bound per viewer). So a
+slow viewer sees a picture at most about half a second old, not a backlog. Each frame is cut into fragments
+once, for all viewers.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,8 +20,11 @@ from impromptu.stream.framing import EncodedChunk, fragment
 
 logger = logging.getLogger(__name__)
 
+MAX_LAG_S = 0.5
+MIN_BUFFERED = 512 * 1024
 MAX_BUFFERED = 4 * 1024 * 1024
-RESUME_BUFFERED = MAX_BUFFERED // 4
+RATE_WINDOW_S = 2.0
+"""The bitrate that turns ``MAX_LAG_S`` into bytes is measured over this long."""
 
 
 class VideoSink(Protocol):
@@ -49,10 +57,26 @@ class Hub:
         self,
         request_keyframe: Callable[[], None],
         on_skipped: Callable[[str, int], None] = lambda viewer_id, frames: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._request_keyframe = request_keyframe
         self._on_skipped = on_skipped
+        self._clock = clock
         self._viewers: dict[str, _ViewerState] = {}
+        self._recent: deque[tuple[float, int]] = deque()
+        self._recent_bytes = 0
+
+    def limit(self) -> int:
+        """The bytes a viewer may have waiting before it counts as behind."""
+        rate = self._recent_bytes / RATE_WINDOW_S
+        return int(min(MAX_BUFFERED, max(MIN_BUFFERED, rate * MAX_LAG_S)))
+
+    def _measure(self, size: int) -> None:
+        now = self._clock()
+        self._recent.append((now, size))
+        self._recent_bytes += size
+        while self._recent and self._recent[0][0] < now - RATE_WINDOW_S:
+            self._recent_bytes -= self._recent.popleft()[1]
 
     def __len__(self) -> int:
         return len(self._viewers)
@@ -73,10 +97,12 @@ class Hub:
         return state.skipped_total if state is not None else 0
 
     def publish(self, chunk: EncodedChunk) -> None:
+        self._measure(len(chunk.data))
+        limit = self.limit()
         fragments: list[bytes] | None = None
         for state in self._viewers.values():
             buffered = state.sink.buffered_amount
-            if buffered > MAX_BUFFERED or (state.behind and buffered > RESUME_BUFFERED):
+            if buffered > limit or (state.behind and buffered > limit // 4):
                 if not state.behind:
                     logger.info("viewer %s is behind: skipping frames until it catches up", state.sink.id)
                 state.behind = True
