@@ -150,7 +150,14 @@ def share(
 
 @app.command("probe")
 def probe(
-    url: Annotated[str, typer.Argument(metavar="URL", help="The operator or view-only link the desktop printed.")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            metavar="URL",
+            help="The operator or view-only link the desktop printed, or - to read it from standard input "
+            "(keeps its key out of the process list).",
+        ),
+    ],
     seconds: Annotated[
         float, typer.Option("--seconds", metavar="N", help="Receive for N seconds after the first keyframe.", min=0)
     ] = 10.0,
@@ -173,6 +180,8 @@ def probe(
 
     _setup_logging(verbose)
     try:
+        if url == "-":
+            url = sys.stdin.readline().strip()
         try:
             ice = IcePolicy(addresses=tuple(ice_address or ()), servers=tuple(ice_server or ()))
         except ValueError as exc:

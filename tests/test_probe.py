@@ -103,9 +103,9 @@ def test_probe_command_reports_a_streaming_desktop_and_never_prints_the_key() ->
     with run_desktop("vdisplay", "run", *desktop_args("--size", "320x240"), "--", *moving_app(320, 240)) as desktop:
         with probing(desktop.url, 2) as proc:
             report = probe_report(proc, timeout=60)
-        human = subprocess.run(
-            [*IMPROMPTU, "probe", desktop.view_url, "--seconds", "1", "--ice-address", "127.0.0.1"],
-            capture_output=True, text=True, timeout=60, check=False,
+        human = subprocess.run(  # the link on standard input: its key stays out of the process list
+            [*IMPROMPTU, "probe", "-", "--seconds", "1", "--ice-address", "127.0.0.1"],
+            input=desktop.view_url + "\n", capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert report["exit"] == 0 and report["ok"], report
     assert report["role"] == "control" and (report["width"], report["height"]) == (320, 240)
