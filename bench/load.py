@@ -3,12 +3,13 @@
     .venv/bin/python bench/load.py                      # 20 viewers, 60 s, a kill every ~5 s (`make load`)
     .venv/bin/python bench/load.py --viewers 5 --seconds 20 --churn-every 3 --seed 42 --content full
 
-The desktop is ``impromptu vdisplay run`` at 1280x720@30 showing FFmpeg's testsrc2 (bench.desktop.run_desktop:
-loopback only). The viewers are ``impromptu probe`` processes, each receiving for the rest of the run after its
-first keyframe and printing one JSON report when done. Every ``--churn-every`` seconds on average (the gaps are
-drawn at random, seeded; the seed is printed) a random viewer is killed with SIGKILL, so it says nothing and its
-connection is left to time out on the desktop, and a new viewer joins for the time that remains. The desktop's
-RSS (VmRSS of the desktop process itself) is sampled every second.
+The desktop is ``impromptu vdisplay run`` at 1280x720@30 showing FFmpeg's testsrc2 in a 640x360 window, or full
+screen with ``--content full`` (bench.desktop.run_desktop: loopback only). The viewers are ``impromptu probe``
+processes, each receiving for the rest of the run after its first keyframe and printing one JSON report when
+done. Every ``--churn-every`` seconds on average (the gaps are drawn at random, seeded; the seed is printed) a
+random viewer is killed with SIGKILL, so it says nothing and its connection is left to time out on the desktop,
+and a new viewer joins for the time that remains. The desktop's RSS (VmRSS of the desktop process itself) is
+sampled every second.
 
 Three verdicts, and the exit status is 1 if any fails:
 
@@ -549,7 +550,8 @@ def render(run: Run, rss: RssSummary, args: argparse.Namespace, join_s: float) -
     headers += ["skipped", "lost", "undecodable", "1st key med s", "1st key max s", "violations"]
     out = [
         table(
-            f"Load: {args.viewers} viewers for {args.seconds:.0f} s on {size_name(SIZE)}@30 testsrc2, {churn} "
+            f"Load: {args.viewers} viewers for {args.seconds:.0f} s on {size_name(SIZE)}@30 "
+            f"(testsrc2 {'full screen' if args.content == 'full' else 'in a 640x360 window'}), {churn} "
             f"(seed {args.seed})",
             headers,
             [group_row("initial", initial), group_row("rejoined", rejoined), group_row("all", run.viewers)],
