@@ -98,7 +98,8 @@ class ViewerLink:
         """``http://127.0.0.1:8080/#c=…`` or ``…/#v=…`` → a ``ViewerLink``; ``ValueError`` says what is wrong."""
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{url!r} is not an impromptu link (http[s]://HOST:PORT/#c=… or #v=…)")
+            shown = url.partition("#")[0]  # never the key
+            raise ValueError(f"{shown!r} is not an impromptu link (http[s]://HOST:PORT/#c=… or #v=…)")
         name, sep, value = parts.fragment.partition("=")
         if not sep or name not in ("c", "v"):
             raise ValueError("the link has no key: copy the whole link, including everything after the #")

@@ -124,8 +124,16 @@ class StreamCheck:
       SPS and PPS, so a decoder can start on it.
     """
 
-    def __init__(self, report: ProbeReport, request_keyframe: Callable[[], None], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        report: ProbeReport,
+        request_keyframe: Callable[[], None],
+        clock: Callable[[], float],
+        lost_early: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._report = report
+        self._lost_early = lost_early
+        """Whether the reassembler has lost or dropped anything so far (a first keyframe may have been among it)."""
         self._request_keyframe = request_keyframe
         self._clock = clock
         self._opened_at: float | None = None
@@ -153,7 +161,12 @@ class StreamCheck:
             self.violation(f"keyframe {chunk.seq} lacks its SPS/PPS")
         if self._first_key_at is None:
             if not chunk.keyframe:
-                self.violation(f"the first frame received ({chunk.seq}) is not a keyframe")
+                if lost_before or self._lost_early():
+                    # Its keyframe was lost on the (unreliable) way: a decoder waits for the next, and asks for it.
+                    r.undecodable += 1
+                    self._ask_for_keyframe(now)
+                else:
+                    self.violation(f"the first frame received ({chunk.seq}) is not a keyframe")
                 return
             self._first_key_at = now
             if self._opened_at is not None:
@@ -172,21 +185,25 @@ class StreamCheck:
             r.keyframes += 1
         elif self._waiting_for_key:
             r.undecodable += 1
-            if now - self._last_request >= KEYFRAME_REQUEST_INTERVAL_S:
-                self._last_request = now
-                r.keyframe_requests += 1
-                self._request_keyframe()
+            self._ask_for_keyframe(now)
         r.frames += 1
         r.bytes += len(chunk.data)
         second = int(now - self._first_key_at)
         r.per_second.extend([0] * (second + 1 - len(r.per_second)))
         r.per_second[second] += 1
 
+    def _ask_for_keyframe(self, now: float) -> None:
+        if now - self._last_request >= KEYFRAME_REQUEST_INTERVAL_S:
+            self._last_request = now
+            self._report.keyframe_requests += 1
+            self._request_keyframe()
+
     def finish(self) -> None:
         r = self._report
         if self._first_key_at is not None:
             r.seconds = self._clock() - self._first_key_at
-            del r.per_second[int(r.seconds) :]  # the last, partial second would read as a drop
+            whole = int(r.seconds)  # the last, partial second would read as a drop; silent seconds count as 0
+            r.per_second = (r.per_second + [0] * whole)[:whole]
             if r.seconds > 0:
                 r.fps = r.frames / r.seconds
                 r.bitrate_kbps = r.bytes * 8 / r.seconds / 1000
@@ -213,7 +230,12 @@ class Probe:
         self._clock = clock
         self._surface: int | None = None
         self._reassembler = Reassembler(clock)
-        self._check = StreamCheck(self.report, self._request_keyframe, clock)
+        self._check = StreamCheck(
+            self.report,
+            self._request_keyframe,
+            clock,
+            lambda: self._reassembler.lost_frames > 0 or self._reassembler.dropped_fragments > 0,
+        )
         self._started = asyncio.Event()
         self._conn = DesktopConnection(self.link, ice, self._video, self._control, ssl_context)
         self._early: list[bytes] = []

@@ -89,6 +89,8 @@ class ShareSession:
         self._hub = Hub(self._request_keyframe, self._skipped)
         self._floor = ControlFloor(options.control)
         self._refused_input: set[str] = set()
+        self.refused_input = 0
+        """Input messages dropped because their viewer may not control (all viewers, since start)."""
         self._config: dict[str, Any] = {}
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self._started = False
@@ -192,9 +194,10 @@ class ShareSession:
             self._joining.discard(peer_id)  # also when it failed or was cancelled before that
 
     async def _make_offer(self, peer_id: str) -> None:
-        old = self._peers.pop(peer_id, None)
+        old = self._peers.get(peer_id)
         if old is not None:
-            await old.close()
+            await old.close()  # while still registered, so _viewer_closed forgets its role, floor and input
+            self._peers.pop(peer_id, None)
         viewer = ViewerPeer(peer_id, self._options.ice, self._viewer_open, self._viewer_control, self._viewer_closed)
         self._peers[peer_id] = viewer
         self._joining.discard(peer_id)  # counted in _peers from here on
@@ -237,18 +240,18 @@ class ShareSession:
         self._send_presence()
 
     def _viewer_closed(self, viewer: ViewerPeer) -> None:
-        was_watching = viewer.id in self._hub
+        changed = viewer.id in self._hub
         if self._peers.get(viewer.id) is viewer:
             del self._peers[viewer.id]
             self._roles.pop(viewer.id, None)
             self._refused_input.discard(viewer.id)
-            self._floor.leave(viewer.id)
+            changed = self._floor.leave(viewer.id) or changed
         self._hub.remove(viewer.id)
         if self._dispatcher is not None:
             self._dispatcher.release(viewer.id)
         if self._worker is not None and len(self._hub) == 0:
             self._worker.set_active(False)
-        if was_watching:
+        if changed:
             self._send_presence()
         if not self._stopped:
             self._spawn(viewer.close())  # idempotent; a failed connection still holds its sockets
@@ -285,8 +288,8 @@ class ShareSession:
     def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
         kind = message["type"]
         role = self._roles.get(viewer.id)
-        if role is None or self._peers.get(viewer.id) is not viewer:
-            return
+        if role is None or self._peers.get(viewer.id) is not viewer or viewer.id not in self._hub:
+            return  # not (yet) watching: its channels are not both open, so it has not had a presence either
         if kind == "keyframe.request":
             if message.get("surface") == SURFACE:
                 self._request_keyframe()
@@ -295,11 +298,13 @@ class ShareSession:
             if self._floor.may_input(viewer.id, role):
                 self._dispatcher.handle(viewer.id, message)
             elif kind == "input.release":
-                self._dispatcher.release(viewer.id)
-            elif viewer.id not in self._refused_input:
-                self._refused_input.add(viewer.id)  # one line per viewer, not one per mouse move
-                why = "a view-only viewer" if role is Role.VIEW else "a viewer that does not hold control"
-                logger.warning("viewer %s: dropped %s (and later input) from %s", viewer.id, kind, why)
+                self._dispatcher.release(viewer.id)  # its own keys only, if it still holds any
+            else:
+                self.refused_input += 1
+                if viewer.id not in self._refused_input:
+                    self._refused_input.add(viewer.id)  # one line per viewer, not one per mouse move
+                    why = "a view-only viewer" if role is Role.VIEW else "a viewer that does not hold control"
+                    logger.warning("viewer %s: dropped %s (and later input) from %s", viewer.id, kind, why)
         elif kind in ("control.request", "control.release"):
             holder = self._floor.holder
             changed = (

@@ -146,6 +146,9 @@ def page_fps(page: Any) -> int:
 
 
 def test_view_only_page_watches_but_its_input_never_reaches_x(browser: Any) -> None:
+    """The page side: a view-only page shows the desktop, says "View only", offers no control and sends no input.
+    (That the desktop itself refuses input from a view-only viewer is tested with a Python viewer that does send
+    it: tests/test_session.py.)"""
     with run_desktop("vdisplay", "run", *desktop_args("--size", "640x480", "-v"), "--", "sleep", "600") as desktop:
         target = XWindow(desktop.display, 0, 0, 640, 480, X.ButtonPressMask | X.KeyPressMask | X.PointerMotionMask)
         try:

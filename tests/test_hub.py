@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from impromptu.stream.framing import EncodedChunk, Reassembler
 from impromptu.stream.hub import MAX_BUFFERED, MIN_BUFFERED, Hub
 
@@ -13,10 +15,15 @@ class Sink:
         self.reassembler = Reassembler()
         self.frames: list[int] = []
 
+        self.drained: list[tuple[int, Callable[[], None]]] = []
+
     def send_video(self, message: bytes) -> None:
         done = self.reassembler.push(message)
         if done is not None:
             self.frames.append(done.chunk.seq)
+
+    def notify_drained(self, threshold: int, callback: Callable[[], None]) -> None:
+        self.drained.append((threshold, callback))
 
 
 def chunk(seq: int, key: bool = False) -> EncodedChunk:
@@ -109,3 +116,22 @@ def test_how_far_behind_a_viewer_may_be_follows_the_bitrate() -> None:
         clock.now += 1 / 30
         hub.publish(EncodedChunk(0, 0, False, 0, bytes(100_000)))
     assert abs(hub.limit() - 1_500_000) <= 75_000, "one frame either way at the edge of the window"
+
+
+def test_a_viewer_that_drains_while_the_screen_is_still_asks_for_its_keyframe() -> None:
+    """Nothing is published while nothing changes on screen: the drain itself must get the viewer going again."""
+    requests: list[int] = []
+    hub = Hub(lambda: requests.append(1))
+    slow = Sink("slow")
+    hub.add(slow)
+    hub.publish(chunk(0, key=True))
+    slow.buffered_amount = hub.limit() + 1
+    hub.publish(chunk(1))  # behind: from now on the screen is still, no more frames
+    requests.clear()
+    ((threshold, drained),) = slow.drained
+    assert threshold == hub.limit() // 4
+    slow.buffered_amount = 0
+    drained()
+    assert requests == [1], "the drain asks for a keyframe, which wakes the encoder"
+    hub.publish(chunk(2, key=True))
+    assert slow.frames == [0, 2]

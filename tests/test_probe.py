@@ -122,6 +122,7 @@ def test_probe_command_reports_a_streaming_desktop_and_never_prints_the_key() ->
     ("args", "code", "message"),
     [
         (["not a link"], 2, "is not an impromptu link"),
+        (["127.0.0.1:9/#c=SECRET"], 2, "'127.0.0.1:9/' is not an impromptu link"),
         (["http://127.0.0.1:9/#c=abc"], 2, "the link is damaged"),
         (["http://127.0.0.1:9/#c=" + "A" * 43, "--tls-fingerprint", "zz"], 2, "--tls-fingerprint"),
         (["http://127.0.0.1:9/#c=" + "A" * 43, "--seconds", "1"], 1, "cannot reach http://127.0.0.1:9"),
@@ -139,3 +140,30 @@ def test_decodes_what_the_probe_receives() -> None:
     key, _ = h264_frames()
     decoder = av.CodecContext.create("h264", "r")
     assert len(decoder.decode(av.Packet(key))) == 1
+
+
+def test_a_first_keyframe_lost_on_the_way_is_waited_for_not_a_violation() -> None:
+    key, delta = h264_frames()
+    report = ProbeReport(url="http://x/", codec="avc1.42E00A")
+    clock = Clock()
+    requests: list[int] = []
+    check = StreamCheck(report, lambda: requests.append(1), clock, lost_early=lambda: True)
+    check.opened()
+    check.frame(EncodedChunk(0, 5, False, 0, delta), lost_before=False)
+    check.frame(EncodedChunk(0, 6, False, 0, delta), lost_before=False)
+    clock.now += 0.3
+    check.frame(EncodedChunk(0, 7, True, 0, key), lost_before=False)
+    clock.now += 2.5
+    check.finish()
+    assert report.violation_count == 0 and report.ok
+    assert report.undecodable == 2 and requests == [1]
+    assert report.first_keyframe_s == pytest.approx(0.3)
+
+
+def test_a_stream_that_stalls_shows_silent_seconds() -> None:
+    key, _ = h264_frames()
+    check, report, clock, _ = checker()
+    check.frame(EncodedChunk(0, 1, True, 0, key), lost_before=False)
+    clock.now += 3.5
+    check.finish()
+    assert report.per_second == [1, 0, 0]

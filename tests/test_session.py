@@ -189,15 +189,16 @@ async def test_input_from_a_view_only_viewer_never_reaches_x(
             {"type": "control.request"},
         ):
             view.send(message)
-        # The view-only viewer's messages went out first; the control viewer's click is the marker. The desktop
-        # handles both viewers' messages on one thread, but they travel on two connections: wait until it has
-        # logged the refusal before sending the marker.
-        await wait_until(lambda: view.id in session._refused_input)
+        # The two viewers' messages travel on two connections: wait until the desktop has refused all five of
+        # the view-only viewer's input messages, then send the marker, the control viewer's click. Anything of the
+        # view-only viewer's that reached X would be there before it.
+        await wait_until(lambda: session.refused_input == 5)
         control.send(click(400, 300))
         (press,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonPress})
         assert (press.root_x, press.root_y) == (400, 300)
         before = watcher.events[: watcher.events.index(press)]
         assert all(e.type == X.MotionNotify and (e.root_x, e.root_y) == (400, 300) for e in before), before
+        assert not [e for e in watcher.events if e.type == X.KeyPress]
     finally:
         await view.close()
         await control.close()
@@ -241,6 +242,17 @@ async def test_one_controller_at_a_time(xvfb_display: str) -> None:
             (press,) = await asyncio.to_thread(watcher.wait_events, {X.ButtonPress})
             assert (press.root_x, press.root_y) == (300, 200)
             b.send(click(300, 200, down=False))
+
+            view = viewer(session, server, session.keys.view)
+            try:
+                await view.connect()
+                await a.wait_presence(lambda p: p["viewers"] == 3)
+                view.send({"type": "control.request"})  # not granted, not queued …
+                view.send(click(10, 10))  # … so this is refused
+                await wait_until(lambda: session.refused_input >= 2)
+                assert session._floor.holder == b.id and session._floor.requests == []
+            finally:
+                await view.close()
 
             await b.close()  # the holder leaves: nobody holds control
             await a.wait_presence(lambda p: p["viewers"] == 1 and p["holder"] is None)

@@ -42,7 +42,9 @@ class ViewerPeer:
         self.control: RTCDataChannel = self._pc.createDataChannel("control", ordered=True)
         self._opened = False
         self._closed = False
+        self._drained: Callable[[], None] | None = None
         self.video.on("open", self._check_open)
+        self.video.on("bufferedamountlow", self._buffered_amount_low)
         self.control.on("open", self._check_open)
         self.control.on("message", self._control_message)
         self._pc.on("connectionstatechange", self._state_changed)
@@ -69,6 +71,16 @@ class ViewerPeer:
         # Not once ICE has given up (consent expired): aiortc would only fail to send it, in a task of its own.
         if self.video.readyState == "open" and self._pc.iceConnectionState in ("connected", "completed"):
             self.video.send(message)
+
+    def notify_drained(self, threshold: int, callback: Callable[[], None]) -> None:
+        """``callback()`` once the video channel's ``bufferedAmount`` falls to ``threshold`` (then forgotten)."""
+        self.video.bufferedAmountLowThreshold = threshold
+        self._drained = callback
+
+    def _buffered_amount_low(self) -> None:
+        callback, self._drained = self._drained, None
+        if callback is not None and not self._closed:
+            callback()
 
     def send_control(self, message: dict[str, Any]) -> None:
         if self.control.readyState == "open":

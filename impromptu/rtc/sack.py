@@ -4,15 +4,14 @@ aiortc acknowledges every packet that carries DATA with a SACK of its own. RFC 9
 acknowledge at least every second packet and within 200 ms, and at once when it sees a gap or a duplicate; that is
 what Chromium's SCTP stack does. A headless viewer (``impromptu probe``, the Python relay) that SACKs every packet
 makes the desktop handle twice the acknowledgements a browser would — at 8 Mbit/s, some 700 a second per viewer,
-each processed in Python. Importing this module makes aiortc's receiver behave like a browser's.
-
-Only viewers import it: the desktop receives no DATA it would need to delay acknowledging (its control channel
-carries a few small messages).
+each processed in Python. ``delay_acks(transport)`` makes one association acknowledge like a browser; headless
+viewers call it on theirs (the desktop's own associations keep aiortc's behaviour).
 """
 
 from __future__ import annotations
 
 import asyncio
+import types
 from typing import Any
 
 from aiortc.rtcsctptransport import RTCSctpTransport
@@ -21,6 +20,11 @@ PACKETS_PER_SACK = 2
 MAX_DELAY_S = 0.2
 
 _send_sack_now = RTCSctpTransport._send_sack
+
+
+def delay_acks(transport: RTCSctpTransport) -> None:
+    """Make this association acknowledge every second packet, at once on a gap, and within ``MAX_DELAY_S``."""
+    transport._send_sack = types.MethodType(_send_sack, transport)  # type: ignore[method-assign]
 
 
 async def _send_sack(self: Any) -> None:
@@ -47,9 +51,13 @@ def _on_timer(self: Any) -> None:
     self._impromptu_sack_timer = None
     task = asyncio.ensure_future(_flush(self))
     _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    task.add_done_callback(_settled)
+
+
+def _settled(task: asyncio.Future[None]) -> None:
+    _pending.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a connection that went away meanwhile has nothing left to acknowledge
 
 
 _pending: set[asyncio.Future[None]] = set()
-
-RTCSctpTransport._send_sack = _send_sack  # type: ignore[method-assign]

@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-import impromptu.rtc.sack  # noqa: F401  (acknowledge like a browser: installs itself)
 from impromptu.errors import ImpromptuError
 from impromptu.link import ViewerLink
 from impromptu.rtc.ice import IcePolicy
+from impromptu.rtc.sack import delay_acks
 
 logger = logging.getLogger(__name__)
 
@@ -77,41 +77,54 @@ class DesktopConnection:
             f"{self.link.base_url}/ws", ssl=True if self._ssl is None else self._ssl, max_msg_size=64 * 1024
         )
         await self._ws.send_json({"type": "hello", "room": self.link.room, "role": "viewer"})
-        while not self.opened.is_set():
+        # The socket stays open for as long as the connection (the desktop sees a `leave` when it closes); until
+        # both channels are open, a `reject` (of our answer, say) or a connection that fails ends the wait.
+        self._listener = asyncio.ensure_future(self._signals())
+        opened = asyncio.ensure_future(self.opened.wait())
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({self._listener, opened, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opened.cancel()
+            closed.cancel()
+        if self.opened.is_set():
+            return
+        if self._listener.done() and self._listener.exception() is not None:
+            raise self._listener.exception()  # type: ignore[misc]
+        raise ImpromptuError("the connection to the desktop failed before its channels opened")
+
+    async def _signals(self) -> None:
+        while True:
             message = await self._receive()
             kind = message.get("type")
             if kind == "welcome":
                 self.peer_id = str(message.get("peer", ""))
-            elif kind == "offer":
+            elif kind == "offer" and not self.opened.is_set():
                 await self._answer(str(message.get("sdp", "")), str(message.get("mac", "")))
-                break
             elif kind == "reject":
                 raise ImpromptuError(f"the desktop refused this viewer: {message.get('reason', 'no reason given')}")
             elif kind in ("waiting", "desktop-gone"):
                 logger.info("waiting for the desktop to join")
-        # The socket stays open (the desktop sees a `leave` when it closes) but nothing more is expected on it.
-        self._listener = asyncio.ensure_future(self._drain())
-        await self.opened.wait()
 
     async def _receive(self) -> dict[str, Any]:
         assert self._ws is not None
         msg = await self._ws.receive()
         if msg.type != aiohttp.WSMsgType.TEXT:
             raise ImpromptuError(f"the signaling server at {self.link.base_url} closed the connection")
-        data = json.loads(msg.data)
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            data = None
         if not isinstance(data, dict):
             raise ImpromptuError("the signaling server sent something that is not a JSON object")
         return data
-
-    async def _drain(self) -> None:
-        assert self._ws is not None
-        async for _ in self._ws:
-            pass
 
     async def _answer(self, sdp: str, mac: str) -> None:
         if not self.peer_id or not self.link.check_offer(self.peer_id, sdp, mac):
             raise ImpromptuError("the offer did not come from the desktop (its MAC does not match the link's key)")
         await self.pc.setRemoteDescription(RTCSessionDescription(self._ice.filter_remote_sdp(sdp), "offer"))
+        if self.pc.sctp is not None:
+            delay_acks(self.pc.sctp)
         answer = await self.pc.createAnswer()
         with self._ice.gathering():
             await self.pc.setLocalDescription(answer)
@@ -154,11 +167,13 @@ class DesktopConnection:
             self.closed.set()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        await self.pc.close()
-        self.closed.set()
-        if self._http is not None:
-            await self._http.close()
+        try:
+            if self._listener is not None:
+                self._listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was reported already
+                    await self._listener
+            await self.pc.close()
+        finally:
+            self.closed.set()
+            if self._http is not None:
+                await self._http.close()

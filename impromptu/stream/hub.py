@@ -21,7 +21,9 @@ from impromptu.stream.framing import EncodedChunk, fragment
 logger = logging.getLogger(__name__)
 
 MAX_LAG_S = 0.5
-MIN_BUFFERED = 512 * 1024
+MIN_BUFFERED = 1024 * 1024
+"""Twice the largest keyframe the encoder makes (its VBV buffer is 4000 kbit): one keyframe never makes a viewer
+behind on its own."""
 MAX_BUFFERED = 4 * 1024 * 1024
 RATE_WINDOW_S = 2.0
 """The bitrate that turns ``MAX_LAG_S`` into bytes is measured over this long."""
@@ -35,6 +37,9 @@ class VideoSink(Protocol):
     def buffered_amount(self) -> int: ...
 
     def send_video(self, message: bytes) -> None: ...
+
+    def notify_drained(self, threshold: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the bytes waiting fall to ``threshold`` (``bufferedamountlow``)."""
 
 
 class _ViewerState:
@@ -96,6 +101,13 @@ class Hub:
         state = self._viewers.get(viewer_id)
         return state.skipped_total if state is not None else 0
 
+    def _drained(self, state: _ViewerState) -> Callable[[], None]:
+        def drained() -> None:
+            if state.behind and self._viewers.get(state.sink.id) is state:
+                self._request_keyframe()  # the next publish finds it drained and resumes it on that keyframe
+
+        return drained
+
     def publish(self, chunk: EncodedChunk) -> None:
         self._measure(len(chunk.data))
         limit = self.limit()
@@ -105,6 +117,9 @@ class Hub:
             if buffered > limit or (state.behind and buffered > limit // 4):
                 if not state.behind:
                     logger.info("viewer %s is behind: skipping frames until it catches up", state.sink.id)
+                    # Nothing may be published while the screen is still: the drain itself asks for the keyframe
+                    # that gets the viewer going again.
+                    state.sink.notify_drained(limit // 4, self._drained(state))
                 state.behind = True
                 state.waiting_for_keyframe = True
                 state.skipped += 1
