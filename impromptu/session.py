@@ -206,11 +206,14 @@ class ShareSession:
             return
         mac = self.keys.offer_mac(peer_id, sdp)
         self._attachment.send({"type": "offer", "peer": peer_id, "sdp": sdp, "mac": mac})
-        # An offer nobody answers (or that never connects) must not hold its sockets forever.
-        await asyncio.sleep(ANSWER_TIMEOUT_S)
-        if self._peers.get(peer_id) is viewer and not viewer.is_open:
-            logger.info("viewer %s: no connection within %.0f s; dropped", peer_id, ANSWER_TIMEOUT_S)
-            await viewer.close()
+        # An offer nobody answers (or that never connects) must not hold its sockets forever. Nor must this task
+        # hold the viewer once it has connected or gone.
+        try:
+            await asyncio.wait_for(viewer.settled(), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            if self._peers.get(peer_id) is viewer and not viewer.is_open:
+                logger.info("viewer %s: no connection within %.0f s; dropped", peer_id, ANSWER_TIMEOUT_S)
+                await viewer.close()
 
     async def _answer(self, peer_id: str, sdp: str, mac: str) -> None:
         viewer = self._peers.get(peer_id)

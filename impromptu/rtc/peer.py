@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -42,12 +43,17 @@ class ViewerPeer:
         self.control: RTCDataChannel = self._pc.createDataChannel("control", ordered=True)
         self._opened = False
         self._closed = False
+        self._settled = asyncio.Event()
         self._drained: Callable[[], None] | None = None
         self.video.on("open", self._check_open)
         self.video.on("bufferedamountlow", self._buffered_amount_low)
         self.control.on("open", self._check_open)
         self.control.on("message", self._control_message)
         self._pc.on("connectionstatechange", self._state_changed)
+
+    async def settled(self) -> None:
+        """Returns once the connection has opened or closed."""
+        await self._settled.wait()
 
     @property
     def is_open(self) -> bool:
@@ -94,6 +100,7 @@ class ViewerPeer:
             and self.control.readyState == "open"
         ):
             self._opened = True
+            self._settled.set()
             self._on_open(self)
 
     def _control_message(self, data: str | bytes) -> None:
@@ -121,6 +128,7 @@ class ViewerPeer:
     def _mark_closed(self) -> None:
         if not self._closed:
             self._closed = True
+            self._settled.set()
             self._on_closed(self)
 
     async def close(self) -> None:
