@@ -76,3 +76,23 @@ async def test_a_resized_screen_is_followed(shared: tuple[ShareSession, Signalin
             pointer.close()
     finally:
         await v.close()
+
+
+def test_a_screen_shrunk_during_a_grab_is_a_resize_not_a_failure(display: str) -> None:
+    """RandR can shrink the screen between the capture's last look at its size and its next grab, which then
+    fails (BadMatch): the source takes the new size and says so, and the next grab fits."""
+    from impromptu.capture import SurfaceResized
+    from impromptu.capture.x11 import X11ScreenSource
+
+    source = X11ScreenSource(display)
+    try:
+        source.changed()
+        assert source.grab().width == 1280
+        set_mode(display, 1024, 768)  # and no changed(): the ConfigureNotify is still unread
+        with pytest.raises(SurfaceResized):
+            source.grab()
+        assert source.size == (1024, 768)
+        frame = source.grab()
+        assert (frame.width, frame.height, len(frame.data)) == (1024, 768, 1024 * 768 * 4)
+    finally:
+        source.close()

@@ -4,6 +4,7 @@ matches the screen, input only for those who hold the control key, and nothing s
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from Xlib import X
 
 from impromptu.control import ControlMode
 from impromptu.link import LinkKeys
+from impromptu.rtc import ViewerPeer
 from impromptu.session import ShareSession
 from impromptu.signaling import SignalingServer
 from tests.pyviewer import PyViewer, sharing, viewer
@@ -260,3 +262,16 @@ async def test_one_controller_at_a_time(xvfb_display: str) -> None:
             await a.close()
             await b.close()
     watcher.close()
+
+
+async def test_a_viewer_that_left_is_not_kept_alive(shared: tuple[ShareSession, SignalingServer]) -> None:
+    """Memory per viewer is bounded: once a viewer has gone, nothing of the desktop's still holds its connection."""
+    session, server = shared
+    for _ in range(3):
+        v = viewer(session, server, session.keys.control)
+        await v.connect()
+        await next_frame(v)
+        await v.close()
+    await wait_until(lambda: session.viewers == 0 and not session._peers and not session._tasks)
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, ViewerPeer)] == []

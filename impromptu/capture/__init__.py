@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from impromptu.capture.base import Frame, FrameSource
+from impromptu.capture.base import Frame, FrameSource, SurfaceResized
 from impromptu.errors import CaptureError
 
-__all__ = ["Frame", "FrameSource", "open_screen_source"]
+__all__ = ["Frame", "FrameSource", "SurfaceResized", "open_screen_source"]
 
 
 def open_screen_source(display: str) -> FrameSource:

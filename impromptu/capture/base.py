@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from impromptu.errors import CaptureError
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -14,6 +16,10 @@ class Frame:
     width: int
     height: int
     capture_us: int
+
+
+class SurfaceResized(CaptureError):
+    """The surface changed size while it was being grabbed: ``size`` is the new one, and the next grab fits it."""
 
 
 class FrameSource(Protocol):
@@ -31,7 +37,7 @@ class FrameSource(Protocol):
         """Whether the surface may have changed since the last ``grab`` (cheap; no pixels are read)."""
 
     def grab(self) -> Frame:
-        """Read the surface's current pixels."""
+        """Read the surface's current pixels; ``SurfaceResized`` if it changed size meanwhile."""
 
     def close(self) -> None:
         """Release the source (idempotent)."""

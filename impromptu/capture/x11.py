@@ -15,7 +15,7 @@ from Xlib import X, error
 from Xlib.display import Display
 from Xlib.ext import damage
 
-from impromptu.capture.base import Frame
+from impromptu.capture.base import Frame, SurfaceResized
 from impromptu.errors import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,15 @@ class X11ScreenSource:
         try:
             shot = self._mss.grab(self._monitor)
         except Exception as exc:
+            # A screen shrunk by RandR between our last look and this grab makes the grab fail (BadMatch): that is
+            # a resize, not a failure.
+            try:
+                geometry = self._x.screen().root.get_geometry()
+            except (error.XError, error.ConnectionClosedError, OSError):
+                geometry = None
+            if geometry is not None and (geometry.width & ~1, geometry.height & ~1) != self.size:
+                self._resized(geometry.width, geometry.height)
+                raise SurfaceResized(f"{self.display} is now {self._width}x{self._height}") from exc
             raise CaptureError(f"screen grab of {self.display} failed: {exc}") from exc
         return Frame(shot.raw, self._width, self._height, capture_us)
 

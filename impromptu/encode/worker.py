@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from impromptu.capture.base import FrameSource
+from impromptu.capture.base import FrameSource, SurfaceResized
 from impromptu.encode.encoder import Encoder
 from impromptu.stream.framing import SEQ_MOD, EncodedChunk
 
@@ -167,7 +167,10 @@ class EncodeWorker:
                     self._keyframe_wanted = False
                 last_forced = now
             started = time.perf_counter()
-            frame = self._source.grab()
+            try:
+                frame = self._source.grab()
+            except SurfaceResized:
+                continue  # the next turn makes an encoder of the new size
             grabbed = time.perf_counter()
             data, keyframe = self._encoder.encode(frame.data, frame.capture_us, key_due)
             encoded = time.perf_counter()
