@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+from pathlib import Path
 
 import av
 import numpy as np
@@ -167,3 +170,29 @@ def test_a_stream_that_stalls_shows_silent_seconds() -> None:
     clock.now += 3.5
     check.finish()
     assert report.per_second == [1, 0, 0]
+
+
+FINGERPRINT_RE = re.compile(r"fingerprint: ([0-9A-F:]{95})")
+
+
+def test_probe_trusts_an_https_desktop_by_its_fingerprint_only(tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path))  # a fresh self-signed certificate
+    args = ["--bind", "0.0.0.0:0", "--ice-address", "127.0.0.1", "--size", "320x240"]
+    with run_desktop("vdisplay", "run", *args, "--", *moving_app(320, 240), env=env) as desktop:
+        (fingerprint,) = {m.group(1) for line in desktop.stderr if (m := FINGERPRINT_RE.search(line))}
+        port = desktop.url.split("/")[2].rsplit(":", 1)[1]
+        url = f"https://127.0.0.1:{port}/#{desktop.url.partition('#')[2]}"  # stay on loopback
+        with probing(url, 1, "--tls-fingerprint", fingerprint) as proc:
+            pinned = probe_report(proc, timeout=60)
+        unpinned = subprocess.run(
+            [*IMPROMPTU, "probe", "-", "--seconds", "1", "--ice-address", "127.0.0.1"],
+            input=url + "\n", capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        wrong = subprocess.run(
+            [*IMPROMPTU, "probe", "-", "--seconds", "1", "--ice-address", "127.0.0.1", "--tls-fingerprint", "AB" * 32],
+            input=url + "\n", capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert pinned["ok"] and pinned["frames"] > 0, pinned
+    for refused in (unpinned, wrong):
+        assert refused.returncode == 1, refused
+        assert len(refused.stderr.strip().splitlines()) == 1 and "cannot reach https://127.0.0.1" in refused.stderr
