@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness import moving_app  # one moving-content app for tests and benchmarks
+
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -153,13 +155,9 @@ def running(
 
 
 def ffplay_testsrc2(size: tuple[int, int]) -> list[str]:
-    """The moving-content app of the issue: FFmpeg's testsrc2 pattern filling the screen at 30 fps."""
-    w, h = size
-    return [
-        "ffplay", "-loglevel", "error", "-nostats",
-        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=30",
-        "-an", "-noborder", "-left", "0", "-top", "0", "-x", str(w), "-y", str(h),
-    ]  # fmt: skip
+    """The moving-content app of the issue: FFmpeg's testsrc2 pattern filling the screen at 30 fps (the tests' own
+    moving app)."""
+    return moving_app(*size)
 
 
 INTERRUPTED = threading.Event()

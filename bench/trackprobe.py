@@ -37,20 +37,11 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.frame import Frame
 
+from impromptu.probe import h264_nal_types
 from impromptu.rtc.ice import IcePolicy
 
 FIRST_KEYFRAME_TIMEOUT_S = 20.0
 NAL_IDR = 5
-
-
-def has_idr(annexb: bytes) -> bool:
-    """Whether an Annex B access unit (as aiortc's H.264 depacketizer writes it) holds an IDR slice."""
-    pos = annexb.find(b"\x00\x00\x01")
-    while 0 <= pos < len(annexb) - 3:
-        if annexb[pos + 3] & 0x1F == NAL_IDR:
-            return True
-        pos = annexb.find(b"\x00\x00\x01", pos + 3)
-    return False
 
 
 class FrameCounter:
@@ -95,7 +86,7 @@ class CountingDecoder(Decoder):
 
     def decode(self, encoded_frame: JitterFrame) -> list[Frame]:
         data: bytes = encoded_frame.data
-        self._sink(len(data), has_idr(data))
+        self._sink(len(data), NAL_IDR in h264_nal_types(data))
         return []
 
 

@@ -38,6 +38,14 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
 
+def _room(view_key: bytes) -> str:
+    return b64url(_hmac(view_key, "impromptu/room"))[:22]
+
+
+def _offer_mac(view_key: bytes, peer: str, sdp: str) -> str:
+    return b64url(_hmac(view_key, f"impromptu/offer\n{peer}\n{sdp}"))
+
+
 class Role(Enum):
     CONTROL = "control"
     VIEW = "view"
@@ -59,7 +67,7 @@ class LinkKeys:
 
     @property
     def room(self) -> str:
-        return b64url(_hmac(self.view, "impromptu/room"))[:22]
+        return _room(self.view)
 
     def control_fragment(self) -> str:
         return f"c={b64url(self.control)}"
@@ -68,7 +76,7 @@ class LinkKeys:
         return f"v={b64url(self.view)}"
 
     def offer_mac(self, peer: str, sdp: str) -> str:
-        return b64url(_hmac(self.view, f"impromptu/offer\n{peer}\n{sdp}"))
+        return _offer_mac(self.view, peer, sdp)
 
     def answer_role(self, peer: str, sdp: str, mac: str) -> Role | None:
         """Which role the key that MACed this answer grants, or ``None`` if no key of ours did."""
@@ -119,11 +127,10 @@ class ViewerLink:
 
     @property
     def room(self) -> str:
-        return b64url(_hmac(self.view_key, "impromptu/room"))[:22]
+        return _room(self.view_key)
 
     def check_offer(self, peer: str, sdp: str, mac: str) -> bool:
-        expected = b64url(_hmac(self.view_key, f"impromptu/offer\n{peer}\n{sdp}"))
-        return hmac.compare_digest(expected, mac)
+        return hmac.compare_digest(_offer_mac(self.view_key, peer, sdp), mac)
 
     def answer_mac(self, peer: str, sdp: str) -> str:
         return LinkKeys.answer_mac(self.key, peer, sdp)

@@ -30,13 +30,13 @@ def keyframe_in_payload(codec: str, data: bytes) -> bool | None:
     """Whether the encoded frame itself is a keyframe (H.264: holds an IDR slice; VP8: its key bit), or ``None``
     for a codec we cannot tell."""
     if codec.startswith("avc1"):
-        return 5 in _h264_nal_types(data)
+        return 5 in h264_nal_types(data)
     if codec == "vp8":
         return len(data) > 0 and data[0] & 1 == 0
     return None
 
 
-def _h264_nal_types(data: bytes) -> set[int]:
+def h264_nal_types(data: bytes) -> set[int]:
     """NAL unit types in an Annex B access unit."""
     types = set()
     at = data.find(b"\x00\x00\x01")
@@ -157,7 +157,7 @@ class StreamCheck:
         if in_payload is not None and in_payload != chunk.keyframe:
             flag = "keyframe" if chunk.keyframe else "delta frame"
             self.violation(f"frame {chunk.seq} is flagged as a {flag} but its payload says otherwise")
-        if chunk.keyframe and r.codec.startswith("avc1") and not {7, 8} <= _h264_nal_types(chunk.data):
+        if chunk.keyframe and r.codec.startswith("avc1") and not {7, 8} <= h264_nal_types(chunk.data):
             self.violation(f"keyframe {chunk.seq} lacks its SPS/PPS")
         if self._first_key_at is None:
             if not chunk.keyframe:

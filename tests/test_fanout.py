@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from Xlib import X
 
+from tests.browser import canvas_pixels, open_operator, screen_to_page, x_pixels
 from tests.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -26,25 +27,11 @@ from tests.harness import (
     run_desktop,
     wait_for,
 )
-from tests.test_e2e_browser import canvas_pixels, open_operator, screen_to_page, x_pixels
 from tests.xclient import XWindow
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Any) -> Iterator[Any]:
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    yield b
-    b.close()
 
 
 def shows_the_screen(page: Any, display: str) -> bool:
