@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
+import json
 import math
 import os
 import signal
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness import moving_app  # one moving-content app for tests and benchmarks
 
@@ -158,6 +161,46 @@ def ffplay_testsrc2(size: tuple[int, int]) -> list[str]:
     """The moving-content app of the issue: FFmpeg's testsrc2 pattern filling the screen at 30 fps (the tests' own
     moving app)."""
     return moving_app(*size)
+
+
+class ReportingProcess:
+    """A child that prints one JSON object as its report (``impromptu probe --json``, ``bench/trackprobe.py``),
+    spawned like every benchmark child. A thread reads its output (stdout and stderr together) for its whole life:
+    the first line that is a JSON object is the report (``result``, and ``result_at``, when it came); the last
+    other lines are kept in ``tail`` to explain a failure."""
+
+    def __init__(self, command: Sequence[str], name: str) -> None:
+        self.command = list(command)
+        self.started_at = time.monotonic()
+        self.proc = spawn(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.result: dict[str, Any] | None = None
+        self.result_at: float | None = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._reader = threading.Thread(target=self._read, name=name, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stream = self.proc.stdout
+        assert stream is not None
+        with contextlib.suppress(OSError, ValueError):
+            for line in stream:
+                text = line.strip()
+                if text.startswith("{") and self.result is None:
+                    with contextlib.suppress(ValueError):
+                        parsed = json.loads(text)
+                        if isinstance(parsed, dict):
+                            self.result, self.result_at = parsed, time.monotonic()
+                            continue
+                if text:
+                    self.tail.append(text[:300])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def join_reader(self, timeout: float) -> None:
+        """Once the process has exited: wait until its last output has been read."""
+        self._reader.join(timeout)
 
 
 INTERRUPTED = threading.Event()

@@ -20,23 +20,22 @@ before the first result (time to print it).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from bench.common import (
     CLK_TCK,
     FOREIGN_WARN_PCT,
     INTERRUPTED,
     SIZES,
+    ReportingProcess,
     all_procs,
     descendants,
     ffplay_testsrc2,
@@ -83,62 +82,35 @@ def receiver_command(mode: str, url: str, seconds: float) -> list[str]:
     return [sys.executable, *program, url, "--seconds", f"{seconds:g}", "--json", "--ice-address", "127.0.0.1"]
 
 
-class Receiver:
+class Receiver(ReportingProcess):
     """One viewer process; its JSON result, and when that result arrived."""
 
     def __init__(self, command: Sequence[str]) -> None:
-        self.command = list(command)
-        self.proc = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.stdout: list[str] = []
-        self.stderr: deque[str] = deque(maxlen=20)
-        self.result_at = 0.0
-        self._threads = [
-            threading.Thread(target=self._read_stdout, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=self._read_stderr, args=(self.proc.stderr,), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _read_stdout(self, stream: IO[str]) -> None:
-        try:
-            for line in stream:
-                if not self.result_at and line.lstrip().startswith("{"):
-                    self.result_at = time.monotonic()
-                self.stdout.append(line)
-        except (OSError, ValueError):
-            pass
-
-    def _read_stderr(self, stream: IO[str]) -> None:
-        try:
-            for line in stream:
-                self.stderr.append(line.rstrip("\n"))
-        except (OSError, ValueError):
-            pass
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        super().__init__(command, name="fanout-receiver")
 
     def wait(self, timeout: float) -> dict[str, Any]:
         try:
             status = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise RuntimeError(f"a viewer did not finish within {timeout:.0f} s: {self._tail()}") from exc
-        for thread in self._threads:
-            thread.join(5)
+        self.join_reader(5)
         if status != 0:
             raise RuntimeError(f"a viewer exited with status {status}: {self._tail()}")
-        text = "".join(self.stdout).strip()
-        try:
-            result = json.loads(text[text.index("{") :])
-        except ValueError as exc:
-            raise RuntimeError(f"a viewer printed no JSON result: {text[-200:]!r} {self._tail()}") from exc
-        if not isinstance(result, dict) or "frames" not in result or "fps" not in result:
-            raise RuntimeError(f"a viewer's result lacks frames/fps: {text[-200:]!r}")
+        result = self.result
+        if result is None:
+            raise RuntimeError(f"a viewer printed no JSON result: {self._tail()}")
+        if "frames" not in result or "fps" not in result:
+            raise RuntimeError(f"a viewer's result lacks frames/fps: {str(result)[:200]!r}")
         return result
 
+    @property
+    def reported_at(self) -> float:
+        """When the result came (after ``wait``)."""
+        assert self.result_at is not None, "wait() for the result first"
+        return self.result_at
+
     def _tail(self) -> str:
-        return f"`{' '.join(self.command[1:4])} …`: {' | '.join(self.stderr) or '(nothing on stderr)'}"
+        return f"`{' '.join(self.command[1:4])} …`: {' | '.join(self.tail) or '(no output)'}"
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -257,7 +229,7 @@ def measure(mode: str, desktop: Desktop, viewers: int, window_s: float) -> dict[
     if not desktop.alive():
         raise RuntimeError(f"the desktop exited during the measurement: {' | '.join(desktop.output)}")
     spans = [
-        (r.result_at - float(res.get("seconds", seconds)), r.result_at)
+        (r.reported_at - float(res.get("seconds", seconds)), r.reported_at)
         for r, res in zip(receivers, results, strict=True)
     ]
     start = max(s for s, _ in spans) + START_MARGIN_S

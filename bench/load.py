@@ -51,7 +51,7 @@ import random  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections import Counter, deque  # noqa: E402
+from collections import Counter  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
@@ -60,6 +60,7 @@ from bench.common import (  # noqa: E402
     CLK_TCK,
     REPO,
     CpuMeter,
+    ReportingProcess,
     ffplay_testsrc2,
     fmt,
     install_signal_handlers,
@@ -67,7 +68,6 @@ from bench.common import (  # noqa: E402
     median,
     own_ticks,
     size_name,
-    spawn,
     stop_process,
     table,
 )
@@ -105,46 +105,20 @@ VIEWER_NICENESS = 10
 them compete with each other for what the desktop leaves, rather than starving the desktop they measure."""
 
 
-class Viewer:
-    """One ``impromptu probe`` process: its report (stdout and stderr share one pipe, read by a thread), when the
-    report arrived, and whether we killed it."""
+class Viewer(ReportingProcess):
+    """One ``impromptu probe`` process: its report, when the report arrived, and whether we killed it."""
 
     def __init__(self, index: int, url: str, seconds: float, replaces: int | None) -> None:
-        self.index = index
-        self.seconds = seconds
-        self.replaces = replaces
-        self.command = [
+        command = [
             "nice", "-n", str(VIEWER_NICENESS), sys.executable, "-m", "impromptu", "probe", url,
             "--seconds", f"{seconds:.1f}", "--json", "--ice-address", "127.0.0.1",
         ]  # fmt: skip
-        self.started_at = time.monotonic()
-        self.proc = spawn(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.result: dict[str, Any] | None = None
-        self.result_at: float | None = None
+        super().__init__(command, name=f"load-viewer-{index}")
+        self.index = index
+        self.seconds = seconds
+        self.replaces = replaces
         self.killed_at: float | None = None
         self.timed_out = False
-        self.tail: deque[str] = deque(maxlen=10)
-        self._reader = threading.Thread(target=self._read, name=f"load-viewer-{index}", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        stream = self.proc.stdout
-        assert stream is not None
-        with contextlib.suppress(OSError, ValueError):
-            for line in stream:
-                text = line.strip()
-                if text.startswith("{") and self.result is None:
-                    with contextlib.suppress(ValueError):
-                        parsed = json.loads(text)
-                        if isinstance(parsed, dict):
-                            self.result, self.result_at = parsed, time.monotonic()
-                            continue
-                if text:
-                    self.tail.append(text[:300])
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     @property
     def kind(self) -> str:
@@ -182,7 +156,7 @@ class Viewer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(STOP_TIMEOUT_S)
         if self.proc.poll() is not None:
-            self._reader.join(STOP_TIMEOUT_S)
+            self.join_reader(STOP_TIMEOUT_S)
         stop_process(self.proc, timeout=STOP_TIMEOUT_S)
 
     @property
