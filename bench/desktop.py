@@ -101,14 +101,22 @@ def run_desktop(size: tuple[int, int], app: Sequence[str], fps: int = 30) -> Ite
         "--bind", "127.0.0.1:0", "--ice-address", "127.0.0.1",
         "--", *app,
     ]  # fmt: skip
+    # Ctrl-C, as a terminal sends it: impromptu stops the app and Xvfb itself.
+    with desktop_process(command, signal.SIGINT) as desktop:
+        yield desktop
+
+
+@contextmanager
+def desktop_process(command: Sequence[str], stop_signal: signal.Signals = signal.SIGTERM) -> Iterator[Desktop]:
+    """A desktop process that prints impromptu's start-up lines, once it has printed its link and display; stopped
+    with ``stop_signal`` at the end."""
     proc = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         desktop = Desktop(proc)
         desktop.wait_ready()
         yield desktop
     finally:
-        # Ctrl-C, as a terminal sends it: impromptu stops the app and Xvfb itself.
-        stop_process(proc, signal.SIGINT, timeout=15)
+        stop_process(proc, stop_signal, timeout=15)
 
 
 class Browsers:

@@ -44,12 +44,11 @@ from bench.common import (
     machine_busy_ticks,
     median,
     size_name,
-    spawn,
     stop_process,
     table,
     wait_until_quiet,
 )
-from bench.desktop import Desktop, run_desktop
+from bench.desktop import Desktop, desktop_process, run_desktop
 
 MODES = ("impromptu", "pertrack")
 MODE_LABELS = {"impromptu": "(a) impromptu", "pertrack": "(b) per-track"}
@@ -193,13 +192,8 @@ class Sampler:
 def run_pertrack(size: tuple[int, int]) -> Iterator[Desktop]:
     """``bench/pertrack.py``: it prints the same lines as impromptu, so ``Desktop`` reads its link and display."""
     command = [sys.executable, "-m", "bench.pertrack", "--size", size_name(size), "--ice-address", "127.0.0.1"]
-    proc = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        desktop = Desktop(proc)
-        desktop.wait_ready()
+    with desktop_process(command) as desktop:
         yield desktop
-    finally:
-        stop_process(proc, timeout=15)
 
 
 @contextmanager
