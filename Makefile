@@ -20,6 +20,8 @@ STAMP := $(VENV)/.installed
 # A venv left without pip (made before python3-venv was installed) counts as no venv.
 VENV_WORKS = $(BIN)/python -m pip --version >/dev/null 2>&1
 DEMO_ARGS ?=
+# e.g. make bench BENCH_ARGS="--only relay --quick"
+BENCH_ARGS ?=
 
 # What `make demo` needs (ffplay, from ffmpeg, is used by the benchmarks).
 RUN_PACKAGES := xvfb xterm x11-xserver-utils xauth ffmpeg fonts-dejavu-core
@@ -103,7 +105,7 @@ jstest:
 	cd tests/js && node --test
 
 bench: deps-test venv
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Not part of `test` or `bench`: a minute and a bit that saturates a small machine.
 load: deps-test venv

@@ -357,3 +357,126 @@ def wait_until_quiet(max_wait_s: float, sample_s: float = 1.0) -> float:
 def log(message: str) -> None:
     """Progress on stderr, so stdout carries only the tables."""
     print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# ---- viewers that report once, and CPU over the window in which they all received ----
+
+
+class Receiver(ReportingProcess):
+    """One headless viewer process (``impromptu probe --json``, ``bench/trackprobe.py``) that receives for S
+    seconds from its first keyframe and then prints its result: the result, and when it arrived."""
+
+    def __init__(self, command: Sequence[str], name: str = "receiver") -> None:
+        super().__init__(command, name=name)
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        try:
+            status = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"a viewer did not finish within {timeout:.0f} s: {self._tail()}") from exc
+        self.join_reader(5)
+        if status != 0:
+            raise RuntimeError(f"a viewer exited with status {status}: {self._tail()}")
+        result = self.result
+        if result is None:
+            raise RuntimeError(f"a viewer printed no JSON result: {self._tail()}")
+        if "frames" not in result or "fps" not in result:
+            raise RuntimeError(f"a viewer's result lacks frames/fps: {str(result)[:200]!r}")
+        return result
+
+    @property
+    def reported_at(self) -> float:
+        """When the result came (after ``wait``)."""
+        assert self.result_at is not None, "wait() for the result first"
+        return self.result_at
+
+    def _tail(self) -> str:
+        program = next((i for i, arg in enumerate(self.command) if arg == "-m"), 0)
+        return f"`{' '.join(self.command[program + 1 : program + 3])} …`: {' | '.join(self.tail) or '(no output)'}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def receiving_spans(
+    receivers: Sequence[Receiver], results: Sequence[dict[str, Any]], seconds: float
+) -> list[tuple[float, float]]:
+    """When each viewer was receiving: from its result's arrival − its S seconds to its result's arrival. So no
+    viewer has to announce its first keyframe while it runs, and no fixed delay guesses when they all joined."""
+    return [
+        (r.reported_at - float(res.get("seconds", seconds)), r.reported_at)
+        for r, res in zip(receivers, results, strict=True)
+    ]
+
+
+SAMPLE_S = 0.2
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    ticks: dict[int, int]
+    """Own utime+stime of this process and each of its descendants."""
+    own: int
+    """All of that plus what reaped children used (``own_ticks``, from the same scan)."""
+    machine: int
+
+
+class Sampler:
+    """Reads /proc every ``SAMPLE_S`` in a thread, so CPU can be taken over any window of the run afterwards (one
+    found from the viewers' results, for instance)."""
+
+    def __init__(self, name: str = "sampler") -> None:
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(self._sample())
+            if self._stop.wait(SAMPLE_S):
+                self.samples.append(self._sample())
+                return
+
+    @staticmethod
+    def _sample() -> Sample:
+        procs = all_procs()
+        me = os.getpid()
+        mine = [p for p in procs if p.pid == me] + descendants(me, procs)
+        return Sample(
+            time.monotonic(),
+            {p.pid: p.ticks for p in mine},
+            sum(p.ticks + p.reaped_ticks for p in mine),
+            machine_busy_ticks(),
+        )
+
+    def percent(self, start: float, end: float, groups: dict[str, list[int]]) -> tuple[dict[str, float], float]:
+        """% of one core used by each group between the first sample at or after ``start`` and the last at or
+        before ``end``, plus ``machine`` and ``foreign`` (as in ``CpuMeter``); and the seconds covered. A process
+        of a group that started within the window counts from zero (the first sample saw every descendant, so it
+        did not exist yet); one that ended within it counts nothing."""
+        inside = [s for s in self.samples if start <= s.at <= end]
+        if len(inside) < 2:
+            raise RuntimeError(f"no CPU window: every viewer was receiving for {max(0.0, end - start):.1f} s only")
+        first, last = inside[0], inside[-1]
+        elapsed = last.at - first.at
+
+        def pct(ticks: int) -> float:
+            return 100.0 * ticks / CLK_TCK / elapsed
+
+        percent = {
+            label: pct(sum(last.ticks[p] - first.ticks.get(p, 0) for p in set(pids) if p in last.ticks))
+            for label, pids in groups.items()
+        }
+        machine = last.machine - first.machine
+        percent["machine"] = pct(machine)
+        percent["foreign"] = max(0.0, pct(machine - (last.own - first.own)))
+        return percent, elapsed

@@ -93,16 +93,28 @@ class Desktop:
 
 
 @contextmanager
-def run_desktop(size: tuple[int, int], app: Sequence[str], fps: int = 30) -> Iterator[Desktop]:
-    """``impromptu vdisplay run`` on a free loopback port, ICE on 127.0.0.1 only (no STUN), running ``app``."""
+def run_desktop(
+    size: tuple[int, int], app: Sequence[str], fps: int = 30, options: Sequence[str] = ()
+) -> Iterator[Desktop]:
+    """``impromptu vdisplay run`` on a free loopback port, ICE on 127.0.0.1 only (no STUN), running ``app``;
+    ``options`` go before the ``--`` (``--max-direct 1``, say)."""
     command = [
         sys.executable, "-m", "impromptu", "vdisplay", "run",
         "--size", f"{size[0]}x{size[1]}", "--fps", str(fps),
-        "--bind", "127.0.0.1:0", "--ice-address", "127.0.0.1",
+        "--bind", "127.0.0.1:0", "--ice-address", "127.0.0.1", *options,
         "--", *app,
     ]  # fmt: skip
     # Ctrl-C, as a terminal sends it: impromptu stops the app and Xvfb itself.
     with desktop_process(command, signal.SIGINT) as desktop:
+        yield desktop
+
+
+@contextmanager
+def run_pertrack(size: tuple[int, int]) -> Iterator[Desktop]:
+    """``bench/pertrack.py`` (testsrc2, one libx264 encoder per viewer, a track per POSTed offer): it prints the
+    same lines as impromptu, so ``Desktop`` reads its link (the offer endpoint) and display."""
+    command = [sys.executable, "-m", "bench.pertrack", "--size", f"{size[0]}x{size[1]}", "--ice-address", "127.0.0.1"]
+    with desktop_process(command) as desktop:
         yield desktop
 
 
@@ -120,22 +132,30 @@ def desktop_process(command: Sequence[str], stop_signal: signal.Signals = signal
 
 
 class Browsers:
-    """One headless Debian Chromium driven by Playwright, started on first use and shared by the benchmarks."""
+    """One headless Debian Chromium driven by Playwright, started on first use and shared by the benchmarks; and
+    dedicated ones on request (``dedicated_browser``), through the same Playwright driver."""
 
     def __init__(self) -> None:
         self._playwright: Any = None
         self._browser: Any = None
 
-    def browser(self) -> Any:
-        if self._browser is None:
+    def playwright(self) -> Any:
+        """Playwright's driver (a Node.js child process), started on first use."""
+        if self._playwright is None:
             if not Path(CHROMIUM).exists():
                 raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (make deps-test)")
             from playwright.sync_api import sync_playwright
 
             self._playwright = sync_playwright().start()
-            self._browser = self._playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-            )
+        return self._playwright
+
+    def launch(self) -> Any:
+        """A new headless Chromium with the tests' flags; the caller closes it."""
+        return self.playwright().chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+    def browser(self) -> Any:
+        if self._browser is None:
+            self._browser = self.launch()
         return self._browser
 
     def version(self) -> str:
@@ -156,6 +176,45 @@ class Browsers:
         if playwright is not None:
             with contextlib.suppress(Exception):
                 playwright.stop()
+
+
+DRIVER_COMM = "node"
+"""How the command name of Playwright's driver process begins (Node.js names it ``node-MainThread``): the parent
+of every browser it launches."""
+
+
+class BrowserTree:
+    """A Chromium of its own: its Playwright handle and its process tree (browser, zygotes, renderers, GPU and
+    utility processes), so that its CPU can be told apart from any other browser's."""
+
+    def __init__(self, browser: Any, root: int) -> None:
+        self.browser = browser
+        self.root = root
+
+    def pids(self) -> list[int]:
+        """The browser process and all its descendants, now."""
+        return [self.root, *(p.pid for p in descendants(self.root))]
+
+
+@contextmanager
+def dedicated_browser(browsers: Browsers) -> Iterator[BrowserTree]:
+    """A Chromium launched for the caller alone, closed at the end. Its process tree is what appeared under
+    Playwright's driver during the launch (Playwright does not say which pid it started)."""
+    browsers.playwright()  # the driver first, so that its only new child is the browser
+    me = os.getpid()
+    before = {p.pid: p.comm for p in (proc_stat(me), *descendants(me)) if p is not None}
+    browser = browsers.launch()
+    try:
+        # New children of Playwright's driver (Node.js), not of a desktop starting its app or of another browser.
+        roots = [
+            p.pid for p in descendants(me) if p.pid not in before and before.get(p.ppid, "").startswith(DRIVER_COMM)
+        ]
+        if len(roots) != 1:
+            raise RuntimeError(f"cannot tell the new Chromium's process among {roots}: is another one starting?")
+        yield BrowserTree(browser, roots[0])
+    finally:
+        with contextlib.suppress(Exception):  # after a Ctrl-C the driver, and with it the browser, may be gone
+            browser.close()
 
 
 @contextmanager

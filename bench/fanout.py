@@ -11,51 +11,42 @@ receive and reassemble every frame and decode none (``impromptu probe`` for (a),
 (b)). Each counts frames for S seconds from its first keyframe and prints one JSON object when done.
 
 The desktop's CPU (its own utime+stime from /proc, not Xvfb's or the app's) is taken over the window in which
-every viewer was receiving, found afterwards: a sampler thread reads /proc every ``SAMPLE_S`` during the run, and
-viewer i received from (its result's arrival − its S) to its result's arrival. So no viewer has to announce its
-first keyframe while it runs (impromptu's probe only reports at exit), and no fixed delay guesses when they have
-all joined. The window leaves out ``START_MARGIN_S`` after the last join (its keyframe) and ``END_MARGIN_S``
-before the first result (time to print it).
+every viewer was receiving, found afterwards: a sampler thread reads /proc every ``SAMPLE_S`` (bench.common)
+during the run, and viewer i received from (its result's arrival − its S) to its result's arrival. So no viewer
+has to announce its first keyframe while it runs (impromptu's probe only reports at exit), and no fixed delay
+guesses when they have all joined. The window leaves out ``START_MARGIN_S`` after the last join (its keyframe)
+and ``END_MARGIN_S`` before the first result (time to print it).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from bench.common import (
-    CLK_TCK,
     FOREIGN_WARN_PCT,
     INTERRUPTED,
     SIZES,
-    ReportingProcess,
-    all_procs,
-    descendants,
+    Receiver,
+    Sampler,
     ffplay_testsrc2,
     fmt,
     log,
-    machine_busy_ticks,
     median,
+    receiving_spans,
     size_name,
-    stop_process,
     table,
     wait_until_quiet,
 )
-from bench.desktop import Desktop, desktop_process, run_desktop
+from bench.desktop import Desktop, run_desktop, run_pertrack
 
 MODES = ("impromptu", "pertrack")
 MODE_LABELS = {"impromptu": "(a) impromptu", "pertrack": "(b) per-track"}
 VIEWERS = (1, 2, 3, 5)
 WINDOW_S = 15.0
 QUICK_WINDOW_S = 4.0
-SAMPLE_S = 0.2
 START_MARGIN_S = 1.0
 END_MARGIN_S = 1.0
 JOIN_ALLOWANCE_S = 0.2
@@ -81,119 +72,7 @@ def receiver_command(mode: str, url: str, seconds: float) -> list[str]:
     return [sys.executable, *program, url, "--seconds", f"{seconds:g}", "--json", "--ice-address", "127.0.0.1"]
 
 
-class Receiver(ReportingProcess):
-    """One viewer process; its JSON result, and when that result arrived."""
-
-    def __init__(self, command: Sequence[str]) -> None:
-        super().__init__(command, name="fanout-receiver")
-
-    def wait(self, timeout: float) -> dict[str, Any]:
-        try:
-            status = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"a viewer did not finish within {timeout:.0f} s: {self._tail()}") from exc
-        self.join_reader(5)
-        if status != 0:
-            raise RuntimeError(f"a viewer exited with status {status}: {self._tail()}")
-        result = self.result
-        if result is None:
-            raise RuntimeError(f"a viewer printed no JSON result: {self._tail()}")
-        if "frames" not in result or "fps" not in result:
-            raise RuntimeError(f"a viewer's result lacks frames/fps: {str(result)[:200]!r}")
-        return result
-
-    @property
-    def reported_at(self) -> float:
-        """When the result came (after ``wait``)."""
-        assert self.result_at is not None, "wait() for the result first"
-        return self.result_at
-
-    def _tail(self) -> str:
-        return f"`{' '.join(self.command[1:4])} …`: {' | '.join(self.tail) or '(no output)'}"
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-# ---- CPU over a window found afterwards ----
-
-
-@dataclass(frozen=True)
-class Sample:
-    at: float
-    ticks: dict[int, int]
-    """Own utime+stime of this process and each of its descendants."""
-    own: int
-    """All of that plus what reaped children used (bench.common.own_ticks, from the same scan)."""
-    machine: int
-
-
-class Sampler:
-    """Reads /proc every ``SAMPLE_S`` in a thread, so CPU can be taken over any window of the run afterwards."""
-
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fanout-sampler", daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            self.samples.append(self._sample())
-            if self._stop.wait(SAMPLE_S):
-                self.samples.append(self._sample())
-                return
-
-    @staticmethod
-    def _sample() -> Sample:
-        procs = all_procs()
-        me = os.getpid()
-        mine = [p for p in procs if p.pid == me] + descendants(me, procs)
-        return Sample(
-            time.monotonic(),
-            {p.pid: p.ticks for p in mine},
-            sum(p.ticks + p.reaped_ticks for p in mine),
-            machine_busy_ticks(),
-        )
-
-    def percent(self, start: float, end: float, groups: dict[str, list[int]]) -> tuple[dict[str, float], float]:
-        """% of one core used by each group between the first sample at or after ``start`` and the last at or
-        before ``end``, plus ``machine`` and ``foreign`` (as in bench.common.CpuMeter); and the seconds covered."""
-        inside = [s for s in self.samples if start <= s.at <= end]
-        if len(inside) < 2:
-            raise RuntimeError(f"no CPU window: every viewer was receiving for {max(0.0, end - start):.1f} s only")
-        first, last = inside[0], inside[-1]
-        elapsed = last.at - first.at
-
-        def pct(ticks: int) -> float:
-            return 100.0 * ticks / CLK_TCK / elapsed
-
-        percent = {
-            label: pct(sum(last.ticks[p] - first.ticks[p] for p in pids if p in first.ticks and p in last.ticks))
-            for label, pids in groups.items()
-        }
-        machine = last.machine - first.machine
-        percent["machine"] = pct(machine)
-        percent["foreign"] = max(0.0, pct(machine - (last.own - first.own)))
-        return percent, elapsed
-
-
 # ---- the two desktops ----
-
-
-@contextmanager
-def run_pertrack(size: tuple[int, int]) -> Iterator[Desktop]:
-    """``bench/pertrack.py``: it prints the same lines as impromptu, so ``Desktop`` reads its link and display."""
-    command = [sys.executable, "-m", "bench.pertrack", "--size", size_name(size), "--ice-address", "127.0.0.1"]
-    with desktop_process(command) as desktop:
-        yield desktop
 
 
 @contextmanager
@@ -214,18 +93,17 @@ def measure(mode: str, desktop: Desktop, viewers: int, window_s: float) -> dict[
     seconds = window_s + START_MARGIN_S + END_MARGIN_S + JOIN_ALLOWANCE_S * viewers
     receivers: list[Receiver] = []
     try:
-        with Sampler() as sampler:
-            receivers = [Receiver(receiver_command(mode, desktop.url, seconds)) for _ in range(viewers)]
+        with Sampler("fanout-sampler") as sampler:
+            receivers = [
+                Receiver(receiver_command(mode, desktop.url, seconds), name="fanout-receiver") for _ in range(viewers)
+            ]
             results = [r.wait(seconds + RECEIVER_TIMEOUT_S) for r in receivers]
     finally:
         for r in receivers:
             r.stop()
     if not desktop.alive():
         raise RuntimeError(f"the desktop exited during the measurement: {' | '.join(desktop.output)}")
-    spans = [
-        (r.reported_at - float(res.get("seconds", seconds)), r.reported_at)
-        for r, res in zip(receivers, results, strict=True)
-    ]
+    spans = receiving_spans(receivers, results, seconds)
     start = max(s for s, _ in spans) + START_MARGIN_S
     end = min(e for _, e in spans) - END_MARGIN_S
     groups = {

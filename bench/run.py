@@ -2,7 +2,7 @@
 issue's targets and the reference figures. Results also go to bench/results/latest.json.
 
     .venv/bin/python bench/run.py                 # everything, a few minutes (what `make bench` runs)
-    .venv/bin/python bench/run.py --quick         # a smoke run, under a minute
+    .venv/bin/python bench/run.py --quick         # a smoke run, a few minutes
     .venv/bin/python bench/run.py --only g2g      # one benchmark (repeatable, or comma-separated)
 """
 
@@ -28,7 +28,7 @@ import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench import cpu, fanout, grab_encode, latency  # noqa: E402
+from bench import cpu, fanout, grab_encode, latency, relay  # noqa: E402
 from bench.common import (  # noqa: E402
     FOREIGN_WARN_PCT,
     INTERRUPTED,
@@ -45,7 +45,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.desktop import Browsers  # noqa: E402
 
-BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout")
+BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout", "relay")
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 GRAB_TARGET_MS = 3.0
@@ -171,6 +171,8 @@ def summary(results: dict[str, Any], foreign: dict[str, float]) -> tuple[str, li
 
     for target, goal, measured, reference, ok in fanout.summary_rows(results.get("fanout", []), FULL_RATE_FPS):
         add("fanout", target, goal, measured, reference, ok)
+    for target, goal, measured, reference, ok in relay.summary_rows(results.get("relay", [])):
+        add("relay", target, goal, measured, reference, ok)
     text = table(
         "Summary: the issue's targets",
         ["target", "goal", "measured", "reference", "verdict"],
@@ -244,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             attempt("fanout", lambda: fanout.run(SIZES, args.quick), lambda: fanout.render(results["fanout"]))
             # A mode that failed leaves its rows marked and the other mode's figures standing: an error, not a crash.
             errors.update(fanout.failures(results.get("fanout", [])))
+        if "relay" in args.chosen:
+            attempt("relay", lambda: relay.run(SIZES, args.quick, browsers), lambda: relay.render(results["relay"]))
+            errors.update(relay.failures(results.get("relay", [])))
         if browsers.version():
             env["chromium"] = browsers.version()
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import typer
 from impromptu.errors import ImpromptuError, UsageError
 from impromptu.rtc import IcePolicy
 from impromptu.runner import RunOptions, run_share, run_vdisplay
+from impromptu.session import MAX_PEERS
 
 app = typer.Typer(
     help="Instant shared desktops: share an X display or app to any browser, peer to peer.",
@@ -56,6 +58,18 @@ OneControllerOpt = Annotated[
     ),
 ]
 
+MaxDirectOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-direct",
+        metavar="N",
+        min=1,
+        max=MAX_PEERS,
+        help="Serve at most N viewers (relays included) directly; later viewers are sent to relays. "
+        f"Default: {MAX_PEERS}.",
+    ),
+]
+
 
 def _options(
     fps: int,
@@ -65,10 +79,12 @@ def _options(
     tls_cert: Path | None,
     tls_key: Path | None,
     one_controller: bool,
+    max_direct: int = MAX_PEERS,
 ) -> RunOptions:
     return RunOptions.parse(
         fps=fps,
         one_controller=one_controller,
+        max_direct=max_direct,
         bind=bind,
         ice_addresses=tuple(ice_address or ()),
         ice_servers=tuple(ice_server or ()),
@@ -108,12 +124,13 @@ def vdisplay_run(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     one_controller: OneControllerOpt = False,
+    max_direct: MaxDirectOpt = MAX_PEERS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status."""
     _setup_logging(verbose)
     try:
-        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller)
+        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller, max_direct)
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
     except ImpromptuError as exc:
@@ -133,6 +150,7 @@ def share(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     one_controller: OneControllerOpt = False,
+    max_direct: MaxDirectOpt = MAX_PEERS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Share an existing X display until Ctrl-C."""
@@ -141,7 +159,7 @@ def share(
         target = display or os.environ.get("DISPLAY")
         if not target:
             raise UsageError("no display to share: pass --display :N or set DISPLAY")
-        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller)
+        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller, max_direct)
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:
         _fail(exc)
@@ -208,6 +226,70 @@ def _pinned(fingerprint: str | None) -> aiohttp.Fingerprint | None:
     if len(digest) != 32:
         raise UsageError("--tls-fingerprint is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
     return aiohttp.Fingerprint(digest)
+
+
+@app.command("relay")
+def relay(
+    url: Annotated[
+        str,
+        typer.Argument(
+            metavar="URL",
+            help="The operator or view-only link the desktop printed, or - to read it from standard input "
+            "(keeps its key out of the process list).",
+        ),
+    ],
+    max_viewers: Annotated[
+        int,
+        typer.Option("--max-viewers", metavar="N", help="Serve at most N viewers (0 to 64)."),
+    ] = 8,
+    bind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bind",
+            metavar="ADDR",
+            help="Offer ICE host candidates on this address only: the interface the relay serves its viewers on "
+            "(repeatable). Default: every interface.",
+        ),
+    ] = None,
+    ice_server: IceServerOpt = None,
+    tls_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-fingerprint",
+            metavar="SHA256",
+            help="Trust an https desktop whose certificate has this SHA-256 fingerprint (as the desktop prints it).",
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Relay a shared desktop: receive its stream as a viewer and serve it, unchanged, to viewers of its own,
+    whom the desktop's signaling server sends here when the desktop has no room for them. Runs until Ctrl-C."""
+    from impromptu.link import ViewerLink
+    from impromptu.relay import RelayOptions, run_relay
+
+    _setup_logging(verbose)
+    try:
+        if url == "-":
+            url = sys.stdin.readline().strip()
+        link = ViewerLink.parse(url)
+        if not 0 <= max_viewers <= 64:
+            raise UsageError(f"--max-viewers {max_viewers}: a relay serves 0 to 64 viewers")
+        for address in bind or ():
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise UsageError(f"--bind {address!r} is not an IP address") from None
+        try:
+            ice = IcePolicy(addresses=tuple(bind or ()), servers=tuple(ice_server or ()))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        options = RelayOptions(max_viewers=max_viewers, ice=ice, ssl_context=_pinned(tls_fingerprint))
+        code = asyncio.run(run_relay(link, options))
+    except ValueError as exc:
+        _fail(UsageError(str(exc)))
+    except ImpromptuError as exc:
+        _fail(exc)
+    _exit_with(code)
 
 
 @app.command("doctor")

@@ -46,6 +46,16 @@ def _offer_mac(view_key: bytes, peer: str, sdp: str) -> str:
     return b64url(_hmac(view_key, f"impromptu/offer\n{peer}\n{sdp}"))
 
 
+def input_key(control_key: bytes) -> bytes:
+    """``Ki``, the AES-256-GCM key of ``relayed`` envelopes (docs/protocol.md §7): only ``Kc`` holders have it."""
+    return _hmac(control_key, "impromptu/input")
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison of two texts that may hold anything (``compare_digest`` refuses non-ASCII str)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+
+
 class Role(Enum):
     CONTROL = "control"
     VIEW = "view"
@@ -82,7 +92,7 @@ class LinkKeys:
         """Which role the key that MACed this answer grants, or ``None`` if no key of ours did."""
         for role, key in ((Role.CONTROL, self.control), (Role.VIEW, self.view)):
             expected = b64url(_hmac(key, f"impromptu/answer\n{peer}\n{sdp}"))
-            if hmac.compare_digest(expected, mac):
+            if _same(expected, mac):
                 return role
         return None
 
@@ -130,7 +140,18 @@ class ViewerLink:
         return _room(self.view_key)
 
     def check_offer(self, peer: str, sdp: str, mac: str) -> bool:
-        return hmac.compare_digest(_offer_mac(self.view_key, peer, sdp), mac)
+        return _same(_offer_mac(self.view_key, peer, sdp), mac)
 
     def answer_mac(self, peer: str, sdp: str) -> str:
         return LinkKeys.answer_mac(self.key, peer, sdp)
+
+    def offer_mac(self, peer: str, sdp: str) -> str:
+        """The MAC of an offer made with this link (a relay's, to its own viewers): under ``Kv``, as the desktop's."""
+        return _offer_mac(self.view_key, peer, sdp)
+
+    def answer_role(self, peer: str, sdp: str, mac: str) -> Role | None:
+        """Which role an answer's MAC proves, among the keys this link holds (a relay checks its viewers' answers
+        with it), or ``None`` if none of them made it: a view-only link can verify only ``Kv``."""
+        if self.role is Role.CONTROL:
+            return LinkKeys(self.key).answer_role(peer, sdp, mac)
+        return Role.VIEW if _same(LinkKeys.answer_mac(self.key, peer, sdp), mac) else None

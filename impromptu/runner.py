@@ -20,7 +20,7 @@ from impromptu.errors import ImpromptuError, UsageError
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.rtc.ice import lan_addresses
-from impromptu.session import ShareOptions, ShareSession
+from impromptu.session import MAX_PEERS, ShareOptions, ShareSession
 from impromptu.signaling import SignalingServer
 from impromptu.tls import server_ssl_context
 
@@ -36,6 +36,7 @@ class RunOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     control: ControlMode = ControlMode.SHARED
+    max_direct: int = MAX_PEERS
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -55,6 +56,7 @@ class RunOptions:
         tls_cert: Path | None,
         tls_key: Path | None,
         one_controller: bool = False,
+        max_direct: int = MAX_PEERS,
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
@@ -62,7 +64,7 @@ class RunOptions:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         control = ControlMode.ONE if one_controller else ControlMode.SHARED
-        return cls(host, port, fps, ice, tls_cert, tls_key, control)
+        return cls(host, port, fps, ice, tls_cert, tls_key, control, max_direct)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -128,7 +130,10 @@ async def _share_until(
 ) -> int:
     keys = LinkKeys.generate()
     session = ShareSession(
-        display, keys, server, ShareOptions(fps=options.fps, ice=options.ice, control=options.control)
+        display,
+        keys,
+        server,
+        ShareOptions(fps=options.fps, ice=options.ice, control=options.control, max_direct=options.max_direct),
     )
     app_wait: asyncio.Task[int] | None = None
     try:

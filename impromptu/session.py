@@ -20,7 +20,8 @@ from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
 from impromptu.input import InputDispatcher, InputSink, open_input_sink
 from impromptu.link import LinkKeys, Role
-from impromptu.rtc import IcePolicy, ViewerPeer
+from impromptu.relayed import RelayedViewers
+from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
 from impromptu.signaling import DesktopAttachment, SignalingServer
 from impromptu.stream.hub import Hub
 
@@ -30,7 +31,6 @@ T = TypeVar("T")
 SURFACE = 0
 MAX_PEERS = 32
 """Viewers plus offers awaiting an answer: joins beyond this are rejected before any resources are spent."""
-ANSWER_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class ShareOptions:
     fps: int = 30
     ice: IcePolicy = field(default_factory=IcePolicy)
     control: ControlMode = ControlMode.SHARED
+    max_direct: int = MAX_PEERS
+    """Viewers (relays included) the desktop serves itself; signaling sends later ones to relays."""
 
 
 async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -78,16 +80,24 @@ class ShareSession:
         self.keys = keys
         self._server = server
         self._options = options
-        self._peers: dict[str, ViewerPeer] = {}
-        self._roles: dict[str, Role] = {}
-        self._joining: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._offers = ViewerOffers(
+            options.ice,
+            send_signal=self._send_signal,
+            offer_mac=keys.offer_mac,
+            answer_role=keys.answer_role,
+            capacity=MAX_PEERS,
+            full_reason="the desktop is full",
+            on_open=self._viewer_open,
+            on_control=self._viewer_control,
+            on_closed=self._viewer_closed,
+        )
         self._attachment: DesktopAttachment | None = None
         self._worker: EncodeWorker | None = None
         self._dispatcher: InputDispatcher | None = None
         self._sink: InputSink | None = None
         self._hub = Hub(self._request_keyframe, self._skipped)
         self._floor = ControlFloor(options.control)
+        self._relayed = RelayedViewers(keys)
         self._refused_input: set[str] = set()
         self.refused_input = 0
         """Input messages dropped because their viewer may not control (all viewers, since start)."""
@@ -127,7 +137,9 @@ class ShareSession:
             source, encoder, SURFACE, self._hub.publish, self._worker_failed, loop, on_resize=self._resized
         )
         self._worker.start()
-        self._attachment = self._server.attach_desktop(self.keys.room, self._signal)
+        self._attachment = self._server.attach_desktop(
+            self.keys.room, self._offers.signal, max_direct=min(MAX_PEERS, self._options.max_direct)
+        )
         logger.info("sharing %s as %dx%d %s", self.display, width, height, encoder.codec)
 
     def describe(self) -> str:
@@ -145,95 +157,21 @@ class ShareSession:
         self._stopped = True
         if self._attachment is not None:
             self._attachment.detach()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(peer.close() for peer in list(self._peers.values())), return_exceptions=True)
+        await self._offers.stop()
         if self._worker is not None:
             await asyncio.to_thread(self._worker.stop)
         if self._sink is not None:
             self._sink.close()
 
-    # Signaling -------------------------------------------------------------------------------------------
-
-    def _signal(self, message: dict[str, Any]) -> None:
-        if self._stopped:
-            return
-        kind, peer = message.get("type"), message.get("peer")
-        if not isinstance(peer, str):
-            return
-        if kind == "join":
-            if len(self._peers) + len(self._joining) >= MAX_PEERS and peer not in self._peers:
-                logger.warning("viewer %s: rejected, %d viewers already", peer, MAX_PEERS)
-                if self._attachment is not None:
-                    self._attachment.send({"type": "reject", "peer": peer, "reason": "the desktop is full"})
-                return
-            self._joining.add(peer)
-            self._spawn(self._offer(peer))
-        elif kind == "answer":
-            self._spawn(self._answer(peer, str(message.get("sdp")), str(message.get("mac"))))
-        elif kind == "leave":
-            viewer = self._peers.get(peer)
-            if viewer is not None and not viewer.is_open:
-                self._spawn(viewer.close())  # Gone before it connected; a connected peer stays P2P.
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("viewer task failed: %s", task.exception())
-
-    async def _offer(self, peer_id: str) -> None:
-        try:
-            await self._make_offer(peer_id)
-        finally:
-            self._joining.discard(peer_id)  # also when it failed or was cancelled before that
-
-    async def _make_offer(self, peer_id: str) -> None:
-        old = self._peers.get(peer_id)
-        if old is not None:
-            await old.close()  # while still registered, so _viewer_closed forgets its role, floor and input
-            self._peers.pop(peer_id, None)
-        viewer = ViewerPeer(peer_id, self._options.ice, self._viewer_open, self._viewer_control, self._viewer_closed)
-        self._peers[peer_id] = viewer
-        self._joining.discard(peer_id)  # counted in _peers from here on
-        sdp = await viewer.make_offer()
-        if self._attachment is None or self._stopped:
-            return
-        mac = self.keys.offer_mac(peer_id, sdp)
-        self._attachment.send({"type": "offer", "peer": peer_id, "sdp": sdp, "mac": mac})
-        # An offer nobody answers (or that never connects) must not hold its sockets forever. Nor must this task
-        # hold the viewer once it has connected or gone.
-        try:
-            await asyncio.wait_for(viewer.settled(), ANSWER_TIMEOUT_S)
-        except TimeoutError:
-            if self._peers.get(peer_id) is viewer and not viewer.is_open:
-                logger.info("viewer %s: no connection within %.0f s; dropped", peer_id, ANSWER_TIMEOUT_S)
-                await viewer.close()
-
-    async def _answer(self, peer_id: str, sdp: str, mac: str) -> None:
-        viewer = self._peers.get(peer_id)
-        if viewer is None:
-            return
-        role = self.keys.answer_role(peer_id, sdp, mac)
-        if role is None:
-            logger.warning("viewer %s: answer failed its MAC check; rejected", peer_id)
-            if self._attachment is not None:
-                self._attachment.send({"type": "reject", "peer": peer_id, "reason": "not authorised"})
-            await viewer.close()
-            return
-        self._roles[peer_id] = role
-        await viewer.accept_answer(sdp)
+    def _send_signal(self, message: dict[str, Any]) -> None:
+        if self._attachment is not None:
+            self._attachment.send(message)
 
     # Viewers ---------------------------------------------------------------------------------------------
 
     def _viewer_open(self, viewer: ViewerPeer) -> None:
-        role = self._roles.get(viewer.id)
-        if role is None or self._peers.get(viewer.id) is not viewer:
+        role = self._offers.roles.get(viewer.id)
+        if role is None or self._offers.peers.get(viewer.id) is not viewer:
             return  # Superseded or closed meanwhile.
         logger.info("viewer %s connected (%s)", viewer.id, role.value)
         viewer.send_control(self._config)
@@ -244,90 +182,121 @@ class ShareSession:
 
     def _viewer_closed(self, viewer: ViewerPeer) -> None:
         changed = viewer.id in self._hub
-        if self._peers.get(viewer.id) is viewer:
-            del self._peers[viewer.id]
-            self._roles.pop(viewer.id, None)
+        if self._offers.forget(viewer):  # also releases its sockets
             self._refused_input.discard(viewer.id)
             changed = self._floor.leave(viewer.id) or changed
         self._hub.remove(viewer.id)
         if self._dispatcher is not None:
             self._dispatcher.release(viewer.id)
+        behind = bool(self._relayed.roles(viewer.id))
+        changed = self._forget_relayed(self._relayed.relay_closed(viewer.id)) or changed or behind
         if self._worker is not None and len(self._hub) == 0:
             self._worker.set_active(False)
         if changed:
             self._send_presence()
-        if not self._stopped:
-            self._spawn(viewer.close())  # idempotent; a failed connection still holds its sockets
 
     def _watching(self) -> dict[str, ViewerPeer]:
         """Connected viewers (with a verified role): those the hub sends video to."""
-        return {pid: peer for pid, peer in self._peers.items() if pid in self._hub}
+        return {pid: peer for pid, peer in self._offers.peers.items() if pid in self._hub}
 
     def _send_presence(self) -> None:
         """Tell every viewer how many watch and who may control (docs/protocol.md §5 ``presence``)."""
         watching = self._watching()
-        controllers = sum(1 for pid in watching if self._roles[pid] is Role.CONTROL)
+        relayed, relayed_controllers = self._relayed.count()
+        controllers = sum(1 for pid in watching if self._offers.roles[pid] is Role.CONTROL) + relayed_controllers
         floor = self._floor
         for pid, peer in watching.items():
-            peer.send_control(
-                {
-                    "type": "presence",
-                    "you": pid,
-                    "role": self._roles[pid].value,
-                    "viewers": len(watching),
-                    "controllers": controllers,
-                    "mode": floor.mode.value,
-                    "holder": floor.holder,
-                    "requests": list(floor.requests),
-                }
-            )
+            presence: dict[str, Any] = {
+                "type": "presence",
+                "you": pid,
+                "role": self._offers.roles[pid].value,
+                "viewers": len(watching) + relayed,
+                "controllers": controllers,
+                "mode": floor.mode.value,
+                "holder": floor.holder,
+                "requests": list(floor.requests),
+            }
+            behind = self._relayed.roles(pid)
+            if behind:
+                presence["relayed"] = behind  # a relay passes each of its viewers its own part (§7)
+            peer.send_control(presence)
 
     def _skipped(self, viewer_id: str, frames: int) -> None:
-        viewer = self._peers.get(viewer_id)
+        viewer = self._offers.peers.get(viewer_id)
         if viewer is not None:
             logger.info("viewer %s caught up after %d skipped frames", viewer_id, frames)
             viewer.send_control({"type": "stream.skipped", "surface": SURFACE, "frames": frames})
 
     def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
         kind = message["type"]
-        role = self._roles.get(viewer.id)
-        if role is None or self._peers.get(viewer.id) is not viewer or viewer.id not in self._hub:
+        role = self._offers.roles.get(viewer.id)
+        if role is None or self._offers.peers.get(viewer.id) is not viewer or viewer.id not in self._hub:
             return  # not (yet) watching: its channels are not both open, so it has not had a presence either
         if kind == "keyframe.request":
             if message.get("surface") == SURFACE:
                 self._request_keyframe()
-        elif kind.startswith("input."):
+        elif kind == "relay.viewers":
+            gone = self._relayed.report(viewer.id, message, direct=self._offers.peers.keys())
+            if gone is not None:
+                self._forget_relayed(gone)
+                self._send_presence()
+        elif kind == "relayed":
+            relayed = self._relayed.open(viewer.id, message)
+            if relayed is None:
+                self.refused_input += 1
+            else:
+                if relayed.first:
+                    self._send_presence()  # its role is known now: tell it (and its relay) so
+                if relayed.message["type"] != "control.hello":
+                    self._from_viewer(relayed.sender, Role.CONTROL, relayed.message)
+        elif kind.startswith("input.") or kind in ("control.request", "control.release"):
+            self._from_viewer(viewer.id, role, message)
+        else:
+            logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
+
+    def _from_viewer(self, sender: str, role: Role, message: dict[str, Any]) -> None:
+        """Input or a control request from ``sender`` — a connected viewer, or one behind a relay whose envelope
+        verified — with the role its key proved."""
+        kind = message["type"]
+        if kind.startswith("input."):
             assert self._dispatcher is not None
-            if self._floor.may_input(viewer.id, role):
-                self._dispatcher.handle(viewer.id, message)
+            if self._floor.may_input(sender, role):
+                self._dispatcher.handle(sender, message)
             elif kind == "input.release":
-                self._dispatcher.release(viewer.id)  # its own keys only, if it still holds any
+                self._dispatcher.release(sender)  # its own keys only, if it still holds any
             else:
                 self.refused_input += 1
-                if viewer.id not in self._refused_input:
-                    self._refused_input.add(viewer.id)  # one line per viewer, not one per mouse move
+                if sender not in self._refused_input:
+                    self._refused_input.add(sender)  # one line per viewer, not one per mouse move
                     why = "a view-only viewer" if role is Role.VIEW else "a viewer that does not hold control"
-                    logger.warning("viewer %s: dropped %s (and later input) from %s", viewer.id, kind, why)
-        elif kind in ("control.request", "control.release"):
+                    logger.warning("viewer %s: dropped %s (and later input) from %s", sender, kind, why)
+        else:
             holder = self._floor.holder
-            changed = (
-                self._floor.request(viewer.id, role) if kind == "control.request" else self._floor.release(viewer.id)
-            )
+            changed = self._floor.request(sender, role) if kind == "control.request" else self._floor.release(sender)
             if holder is not None and self._floor.holder != holder and self._dispatcher is not None:
                 self._dispatcher.release(holder)  # what the old holder held must not stay pressed
             if changed:
-                logger.info("viewer %s: %s; control: %s", viewer.id, kind, self._floor.holder or "nobody")
-                self._refused_input.discard(viewer.id)
+                logger.info("viewer %s: %s; control: %s", sender, kind, self._floor.holder or "nobody")
+                self._refused_input.discard(sender)
                 self._send_presence()
-        else:
-            logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
+
+    def _forget_relayed(self, gone: set[str]) -> bool:
+        """Viewers behind a relay left: release what they held and take them off the control floor. Returns
+        whether the floor changed."""
+        changed = False
+        for sender in gone:
+            if self._dispatcher is not None:
+                self._dispatcher.release(sender)
+            changed = self._floor.leave(sender) or changed
+            self._refused_input.discard(sender)
+        return changed
 
     def _resized(self, encoder: Encoder) -> None:
         """The shared surface changed size: viewers reconfigure their decoders, input maps to the new bounds."""
         self._config = {**self._config, "codec": encoder.codec, "width": encoder.width, "height": encoder.height}
         if self._dispatcher is not None:
             self._dispatcher.resize(encoder.width, encoder.height)
-        for viewer in self._peers.values():
+        for viewer in self._offers.peers.values():
             if viewer.is_open:
                 viewer.send_control(self._config)
         logger.info("sharing %s as %dx%d %s", self.display, encoder.width, encoder.height, encoder.codec)

@@ -3,10 +3,19 @@ screen coordinates to the page. (The ``playwright`` and ``browser`` fixtures are
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import mss
 import numpy as np
+
+from tests.harness import CHROMIUM, CHROMIUM_ARGS, wait_for
 
 
 def open_operator(browser: Any, url: str) -> Any:
@@ -50,3 +59,24 @@ def screen_to_page(page: Any, width: int, height: int) -> Any:
     left = box["x"] + (box["width"] - width * scale) / 2
     top = box["y"] + (box["height"] - height * scale) / 2
     return lambda x, y: (left + (x + 0.5) * scale, top + (y + 0.5) * scale)
+
+
+@contextmanager
+def chromium_of_its_own(playwright: Any, url: str, profile: Path) -> Iterator[tuple[subprocess.Popen[bytes], Any]]:
+    """A Chromium in a process group of its own (so a test can kill it outright), showing ``url``, and its page
+    driven over the DevTools protocol."""
+    command = [CHROMIUM, *CHROMIUM_ARGS, "--headless=new", f"--user-data-dir={profile}"]
+    command += ["--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", url]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        port = wait_for(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 20, "DevTools port")
+        browser = playwright.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
+        page = wait_for(lambda: [p for c in browser.contexts for p in c.pages if p.url == url], 20, "the page")[0]
+        yield proc, page
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -48,6 +48,29 @@ class Desktop:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=timeout)
 
+    def peer_connections(self) -> int:
+        """How many peer connections the desktop process holds: each has one UDP socket (ICE on one address,
+        everything bundled), and nothing else in the process uses UDP."""
+        return udp_sockets(self.proc.pid)
+
+
+def udp_sockets(pid: int) -> int:
+    """The UDP sockets process ``pid`` has open, from /proc."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            next(f)
+            inodes |= {line.split()[9] for line in f}
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
+    return count
+
 
 def read_lines_until(
     proc: subprocess.Popen[str], patterns: dict[str, re.Pattern[str]], timeout: float

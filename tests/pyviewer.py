@@ -11,81 +11,169 @@ from typing import Any
 import aiohttp
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from impromptu import envelope
 from impromptu.control import ControlMode
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
-from impromptu.session import ShareOptions, ShareSession
+from impromptu.session import MAX_PEERS, ShareOptions, ShareSession
 from impromptu.signaling import SignalingServer
 from impromptu.stream.framing import EncodedChunk, Reassembler
 
+LOOPBACK = IcePolicy(addresses=("127.0.0.1",))
+
 
 class PyViewer:
+    """A viewer of the desktop, directly or behind a relay (docs/protocol.md §7).
+
+    It keeps its signaling socket open after ``connect()``: a fresh offer on it (the server moved it to another
+    upstream) replaces the connection, as a page does. ``via_relay`` says whether the current offer came from a
+    relay (its answer is then MACed with Kv); a viewer holding Kc sends its ``control.hello`` to a relay by itself.
+    """
+
     def __init__(self, base_url: str, room: str, key: bytes, offer_keys: LinkKeys) -> None:
         self.base_url = base_url
         self.room = room
         self.key = key
         self.offer_keys = offer_keys
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.configs: list[dict[str, Any]] = []
+        """Every control message received, in order (``config``, ``presence``, ``stream.skipped``)."""
         self.frames: asyncio.Queue[EncodedChunk] = asyncio.Queue()
+        self.tagged: asyncio.Queue[tuple[int, EncodedChunk]] = asyncio.Queue()
+        """The same frames with the number of the connection that brought them (see ``connections``)."""
+        self.raw: list[bytes] | None = None
+        """Set it to a list to keep every ``video`` message as it arrived."""
         self.signals: list[dict[str, Any]] = []
         self.control: RTCDataChannel | None = None
         self._reassembler = Reassembler()
         self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._channels: set[str] = set()
+        self._seq = 0
         self.opened = asyncio.Event()
+        """Set while the current connection's channels are both open."""
+        self.connections = 0
+        """Connections whose channels opened, this one included."""
+        self.via_relay = False
         self.id = ""
         """The peer id the signaling server gave this viewer."""
+        self.pc = self._new_pc()
 
-    async def connect(self) -> dict[str, Any]:
-        """Join and answer; returns the last signaling message (an offer answered, or a reject)."""
-        self._http = aiohttp.ClientSession()
-        ws = await self._http.ws_connect(f"{self.base_url}/ws")
-        await ws.send_json({"type": "hello", "room": self.room, "role": "viewer"})
-        peer = ""
+    def _new_pc(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
-        @self.pc.on("datachannel")
+        @pc.on("datachannel")
         def on_channel(channel: RTCDataChannel) -> None:
+            if pc is not self.pc:
+                return
             if channel.label == "control":
                 self.control = channel
-                channel.on("message", lambda m: self.configs.append(json.loads(m)))
-                self.opened.set()
+
+                @channel.on("message")
+                def on_control(message: str) -> None:
+                    if pc is self.pc:
+                        self.configs.append(json.loads(message))
+
             else:
-                channel.on("message", self._video)
 
-        while True:
-            msg = await asyncio.wait_for(ws.receive_json(), 10)
-            self.signals.append(msg)
-            if msg["type"] == "welcome":
-                peer = self.id = msg["peer"]
-            elif msg["type"] == "offer":
-                assert msg["mac"] == self.offer_keys.offer_mac(peer, msg["sdp"]), "offer not from the desktop"
-                await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
-                await self.pc.setLocalDescription(await self.pc.createAnswer())
-                sdp = self.pc.localDescription.sdp
-                sdp = "\r\n".join(
-                    line for line in sdp.splitlines() if not line.startswith("a=candidate:") or " 127.0.0.1 " in line
-                )
-                await ws.send_json({"type": "answer", "sdp": sdp, "mac": LinkKeys.answer_mac(self.key, peer, sdp)})
-            elif msg["type"] == "reject":
-                return msg
-            if self.opened.is_set() or (msg["type"] == "offer" and await self._opened_within(10)):
-                return msg
+                @channel.on("message")
+                def on_video(message: bytes) -> None:
+                    if pc is self.pc:
+                        self._video(message)
 
-    async def _opened_within(self, seconds: float) -> bool:
+            self._channels.add(channel.label)
+            if self._channels == {"video", "control"}:
+                self.connections += 1
+                if self.via_relay and self.key == self.offer_keys.control:
+                    self.relayed({"type": "control.hello"})  # as a page does: its role, proved end to end
+                self.opened.set()
+                self._settle(next(m for m in reversed(self.signals) if m["type"] == "offer"))
+
+        return pc
+
+    async def connect(self) -> dict[str, Any]:
+        """Join and answer; returns the last signaling message: the offer answered once the channels are open (or
+        after 10 s without), or a reject."""
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(f"{self.base_url}/ws")
+        await self._ws.send_json({"type": "hello", "room": self.room, "role": "viewer"})
+        self._listener = asyncio.ensure_future(self._listen())
         try:
-            await asyncio.wait_for(self.opened.wait(), seconds)
+            return await asyncio.wait_for(asyncio.shield(self._outcome), 10)
         except TimeoutError:
-            return False
-        return True
+            offers = [m for m in self.signals if m["type"] == "offer"]
+            if not offers:
+                raise
+            return offers[-1]
+
+    async def _listen(self) -> None:
+        assert self._ws is not None
+        try:
+            async for message in self._ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                msg = json.loads(message.data)
+                self.signals.append(msg)
+                if msg["type"] == "welcome":
+                    self.id = msg["peer"]
+                elif msg["type"] == "offer":
+                    await self._answer(msg)
+                elif msg["type"] == "reject":
+                    self._settle(msg)
+        except Exception as exc:
+            if not self._outcome.done():
+                self._outcome.set_exception(exc)
+            raise
+
+    def _settle(self, msg: dict[str, Any]) -> None:
+        if not self._outcome.done():
+            self._outcome.set_result(msg)
+
+    async def _answer(self, msg: dict[str, Any]) -> None:
+        assert msg["mac"] == self.offer_keys.offer_mac(self.id, msg["sdp"]), "offer not from the desktop"
+        if self.pc.remoteDescription is not None:
+            # Moved to another upstream: this offer replaces the connection.
+            old, self.pc = self.pc, self._new_pc()
+            self.opened.clear()
+            self._channels = set()
+            self.control = None
+            self._reassembler = Reassembler()
+            await old.close()
+        pc = self.pc
+        self.via_relay = msg.get("relay") is True
+        await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+        with LOOPBACK.gathering():
+            await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp
+        key = self.key
+        if self.via_relay and key == self.offer_keys.control:
+            key = self.offer_keys.view  # a relay may hold only Kv (§7)
+        assert self._ws is not None
+        await self._ws.send_json({"type": "answer", "sdp": sdp, "mac": LinkKeys.answer_mac(key, self.id, sdp)})
 
     def _video(self, message: bytes) -> None:
+        if self.raw is not None:
+            self.raw.append(message)
         done = self._reassembler.push(message)
         if done is not None:
             self.frames.put_nowait(done.chunk)
+            self.tagged.put_nowait((self.connections, done.chunk))
 
     def presence(self) -> dict[str, Any] | None:
         """The last ``presence`` the desktop sent this viewer."""
         return next((m for m in reversed(self.configs) if m["type"] == "presence"), None)
+
+    async def frame_of(self, connection: int, within: float = 10) -> EncodedChunk:
+        """The next frame that connection number ``connection`` (or a later one) brought."""
+
+        async def first() -> EncodedChunk:
+            while True:
+                tag, chunk = await self.tagged.get()
+                if tag >= connection:
+                    return chunk
+
+        return await asyncio.wait_for(first(), within)
 
     async def wait_presence(self, predicate: Any) -> dict[str, Any]:
         for _ in range(200):
@@ -99,7 +187,19 @@ class PyViewer:
         assert self.control is not None
         self.control.send(json.dumps(message))
 
+    def relayed(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send ``message`` to a relay in a ``relayed`` envelope sealed with this viewer's key — which the desktop
+        opens only if that key is Kc. Returns the envelope."""
+        self._seq += 1
+        sealed = envelope.seal(self.key, self.id, self._seq, json.dumps(message, separators=(",", ":"))).message()
+        self.send(sealed)
+        return sealed
+
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was reported by connect()
+                await self._listener
         await self.pc.close()
         if self._http is not None:
             await self._http.close()
@@ -107,12 +207,12 @@ class PyViewer:
 
 @contextlib.asynccontextmanager
 async def sharing(
-    display: str, control: ControlMode = ControlMode.SHARED
+    display: str, control: ControlMode = ControlMode.SHARED, max_direct: int = MAX_PEERS
 ) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
     """A session sharing ``display`` through its own signaling server on a free port, ICE on 127.0.0.1 only."""
     server = SignalingServer("127.0.0.1", 0)
     await server.start()
-    options = ShareOptions(fps=30, ice=IcePolicy(addresses=("127.0.0.1",)), control=control)
+    options = ShareOptions(fps=30, ice=LOOPBACK, control=control, max_direct=max_direct)
     session = ShareSession(display, LinkKeys.generate(), server, options)
     try:
         await session.start()

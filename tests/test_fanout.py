@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import statistics
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from Xlib import X
 
-from tests.browser import canvas_pixels, open_operator, screen_to_page, x_pixels
+from tests.browser import canvas_pixels, chromium_of_its_own, open_operator, screen_to_page, x_pixels
 from tests.harness import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     desktop_args,
     moving_app,
     probe_report,
@@ -42,27 +37,6 @@ def shows_the_screen(page: Any, display: str) -> bool:
 
 def frames(page: Any) -> int:
     return int(page.evaluate("() => window.impromptu.framesDecoded"))
-
-
-@contextmanager
-def chromium_of_its_own(playwright: Any, url: str, profile: Path) -> Iterator[tuple[subprocess.Popen[bytes], Any]]:
-    """A Chromium in a process group of its own (so a test can kill it outright), showing ``url``, and its page
-    driven over the DevTools protocol."""
-    command = [CHROMIUM, *CHROMIUM_ARGS, "--headless=new", f"--user-data-dir={profile}"]
-    command += ["--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", url]
-    proc = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        port = wait_for(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 20, "DevTools port")
-        browser = playwright.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
-        page = wait_for(lambda: [p for c in browser.contexts for p in c.pages if p.url == url], 20, "the page")[0]
-        yield proc, page
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def test_three_pages_show_the_desktop_and_one_killed_leaves_the_others_streaming(

@@ -148,7 +148,7 @@ async def test_joins_beyond_the_cap_are_rejected(
     shared: tuple[ShareSession, SignalingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session, server = shared
-    monkeypatch.setattr("impromptu.session.MAX_PEERS", 1)
+    monkeypatch.setattr(session._offers, "capacity", 1)
     first = viewer(session, server, session.keys.control)
     second = viewer(session, server, session.keys.control)
     try:
@@ -272,6 +272,6 @@ async def test_a_viewer_that_left_is_not_kept_alive(shared: tuple[ShareSession, 
         await v.connect()
         await next_frame(v)
         await v.close()
-    await wait_until(lambda: session.viewers == 0 and not session._peers and not session._tasks)
+    await wait_until(lambda: session.viewers == 0 and not session._offers.peers and not session._offers.running)
     gc.collect()
     assert [o for o in gc.get_objects() if isinstance(o, ViewerPeer)] == []

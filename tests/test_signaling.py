@@ -135,3 +135,65 @@ async def test_other_sites_cannot_use_signaling(server: SignalingServer) -> None
         async with http.ws_connect(url, headers={"Origin": f"http://127.0.0.1:{server.port}"}) as ws:
             await ws.send_json({"type": "hello", "room": LinkKeys.generate().room, "role": "viewer"})
             assert (await receive(ws))["type"] == "welcome"
+
+
+async def hello(http: aiohttp.ClientSession, server: SignalingServer, room: str, role: str) -> tuple[Any, str]:
+    ws = await http.ws_connect(f"http://127.0.0.1:{server.port}/ws")
+    await ws.send_json({"type": "hello", "room": room, "role": role})
+    welcome = await receive(ws)
+    assert welcome["type"] == "welcome"
+    return ws, welcome["peer"]
+
+
+async def test_past_the_desktops_cap_viewers_go_to_a_ready_relay_and_back_when_it_leaves(
+    server: SignalingServer,
+) -> None:
+    room = LinkKeys.generate().room
+    desktop = Inbox()
+    server.attach_desktop(room, desktop, max_direct=1)
+    async with aiohttp.ClientSession() as http:
+        relay, relay_id = await hello(http, server, room, "relay")
+        assert await desktop.next() == {"type": "join", "peer": relay_id}
+        viewer, viewer_id = await hello(http, server, room, "viewer")
+        assert await receive(viewer) == {"type": "waiting", "reason": "full"}  # the relay is not ready yet
+        await relay.send_json({"type": "capacity", "viewers": 2})
+        assert await receive(relay) == {"type": "join", "peer": viewer_id}
+        # The relay's offer reaches the viewer marked as a relay's; the answer goes back to the relay.
+        await relay.send_json({"type": "offer", "peer": viewer_id, "sdp": "v=0", "mac": "m"})
+        assert await receive(viewer) == {"type": "offer", "peer": viewer_id, "sdp": "v=0", "mac": "m", "relay": True}
+        await viewer.send_json({"type": "answer", "sdp": "v=1", "mac": "n"})
+        assert await receive(relay) == {"type": "answer", "peer": viewer_id, "sdp": "v=1", "mac": "n"}
+        # The relay goes: the desktop hears it left, and the viewer is placed with the desktop at once.
+        await relay.close()
+        assert await desktop.next() == {"type": "leave", "peer": relay_id}
+        assert await desktop.next() == {"type": "join", "peer": viewer_id}
+        await viewer.close()
+
+
+async def test_a_relay_speaks_only_to_its_own_pages_and_a_viewer_cannot_act_as_one(server: SignalingServer) -> None:
+    room = LinkKeys.generate().room
+    desktop = Inbox()
+    server.attach_desktop(room, desktop, max_direct=1)
+    async with aiohttp.ClientSession() as http:
+        first, first_id = await hello(http, server, room, "viewer")
+        assert await desktop.next() == {"type": "join", "peer": first_id}
+        relay, relay_id = await hello(http, server, room, "relay")
+        assert await receive(relay) == {"type": "waiting", "reason": "full"}
+        # Neither a relay without a place nor a viewer may offer to a page it does not serve, or say it is ready.
+        await first.send_json({"type": "capacity", "viewers": 4})
+        await first.send_json({"type": "reject", "peer": relay_id, "reason": "x"})
+        await first.send_json({"type": "answer", "sdp": "v=1", "mac": "n"})
+        assert await desktop.next() == {"type": "answer", "peer": first_id, "sdp": "v=1", "mac": "n"}  # in order
+        second, _ = await hello(http, server, room, "viewer")
+        assert await receive(second) == {"type": "waiting", "reason": "full"}  # first's capacity counted for nothing
+        relay_again, _ = await hello(http, server, room, "relay")
+        assert await receive(relay_again) == {"type": "waiting", "reason": "full"}
+        await relay_again.send_json({"type": "capacity", "viewers": 4})
+        await relay_again.send_json({"type": "offer", "peer": first_id, "sdp": "v=0", "mac": "m"})
+        await relay_again.close()  # returns once the server has read all it sent before
+        server._detach_desktop(room)
+        # The next thing either hears is that the desktop left: no reject from `first`, no offer from a relay.
+        assert await receive(relay) == {"type": "desktop-gone"}
+        assert await receive(first) == {"type": "desktop-gone"}
+        for ws in (first, relay, second):
+            await ws.close()

@@ -1,7 +1,8 @@
-"""WebRTC peers (aiortc): the desktop's connections to viewers and its ICE policy."""
+"""WebRTC peers (aiortc): the desktop's connections to viewers, the offers that make them, and its ICE policy."""
 
 import impromptu.rtc.udp  # noqa: F401  (bigger UDP receive buffers: installs itself)
 from impromptu.rtc.ice import IcePolicy
+from impromptu.rtc.offers import ViewerOffers
 from impromptu.rtc.peer import ViewerPeer
 
-__all__ = ["IcePolicy", "ViewerPeer"]
+__all__ = ["IcePolicy", "ViewerOffers", "ViewerPeer"]

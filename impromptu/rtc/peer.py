@@ -111,13 +111,18 @@ class ViewerPeer:
             return
         try:
             message = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             logger.warning("viewer %s: dropped a control message that is not JSON", self.id)
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             logger.warning("viewer %s: dropped a control message without a type", self.id)
             return
-        self._on_control(self, message)
+        try:
+            self._on_control(self, message)
+        except Exception:
+            # Raised into aiortc, an exception would close this viewer's connection: one bad message must cost
+            # no more than itself.
+            logger.exception("viewer %s: dropped a control message that could not be handled", self.id)
 
     def _state_changed(self) -> None:
         state = self._pc.connectionState

@@ -1,5 +1,6 @@
-"""The signaling and page server (aiohttp): serves the pages and relays SDP between a room's desktop and its
-viewers (docs/protocol.md §2). It learns only room ids, never a link's keys, and never sees the stream."""
+"""The signaling and page server (aiohttp): serves the pages and passes SDP between a room's desktop, its relays
+and its viewers (docs/protocol.md §2, §7). It learns only room ids, never a link's keys, and never sees the
+stream."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from impromptu.errors import SignalingError
+from impromptu.signaling.tree import DESKTOP, MAX_RELAY_CAPACITY, Assignment, RoomTree
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +42,15 @@ SECURITY_HEADERS = {
 }
 
 DesktopHandler = Callable[[dict[str, Any]], None]
+ROLES = ("viewer", "relay")
+DEFAULT_MAX_DIRECT = 32
 
 
 @dataclass
 class _Room:
     desktop: DesktopHandler | None = None
-    viewers: dict[str, web.WebSocketResponse] = field(default_factory=dict)
+    pages: dict[str, web.WebSocketResponse] = field(default_factory=dict)
+    tree: RoomTree = field(default_factory=RoomTree)
 
 
 class DesktopAttachment:
@@ -81,6 +86,7 @@ class SignalingServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/", self._page)
+        app.router.add_get("/relay", self._relay_page)
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/lib/", WEB_ROOT / "lib")
         app.router.add_get("/style.css", self._style)
@@ -110,13 +116,16 @@ class SignalingServer:
         for task in list(self._send_tasks):
             task.cancel()
 
-    def attach_desktop(self, room: str, handler: DesktopHandler) -> DesktopAttachment:
+    def attach_desktop(
+        self, room: str, handler: DesktopHandler, max_direct: int = DEFAULT_MAX_DIRECT
+    ) -> DesktopAttachment:
+        """Seat a desktop in ``room``. It is sent a ``join`` for at most ``max_direct`` pages at a time; later ones
+        go to relays (docs/protocol.md §7)."""
         entry = self._rooms.setdefault(room, _Room())
         if entry.desktop is not None:
             raise SignalingError("a desktop is already sharing in this room")
         entry.desktop = handler
-        for peer in entry.viewers:
-            handler({"type": "join", "peer": peer})
+        self._join(entry, entry.tree.desktop_joined(max_direct))
         return DesktopAttachment(self, room)
 
     def _detach_desktop(self, room: str) -> None:
@@ -124,17 +133,28 @@ class SignalingServer:
         if entry is None or entry.desktop is None:
             return
         entry.desktop = None
-        for ws in entry.viewers.values():
-            self._send(ws, {"type": "desktop-gone"})
+        entry.tree.desktop_left()
+        for peer in entry.tree.waiting():
+            self._send(entry.pages[peer], {"type": "desktop-gone"})
         self._forget_if_empty(room)
 
     def _from_desktop(self, room: str, message: dict[str, Any]) -> None:
         entry = self._rooms.get(room)
         peer = message.get("peer")
-        if entry is None or not isinstance(peer, str) or peer not in entry.viewers:
+        if entry is None or not isinstance(peer, str) or peer not in entry.pages:
             return  # The viewer left meanwhile.
-        if message.get("type") in ("offer", "reject"):
-            self._send(entry.viewers[peer], message)
+        if message.get("type") in ("offer", "reject") and entry.tree.seats[peer].upstream == DESKTOP:
+            self._send(entry.pages[peer], message)
+
+    def _join(self, entry: _Room, assignments: list[Assignment]) -> None:
+        """Tell each new upstream about the page it is to serve; it answers with an offer."""
+        for peer, upstream in assignments:
+            join = {"type": "join", "peer": peer}
+            if upstream == DESKTOP:
+                if entry.desktop is not None:
+                    entry.desktop(join)
+            elif upstream in entry.pages:
+                self._send(entry.pages[upstream], join)
 
     def _send(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
         if ws.closed:
@@ -150,11 +170,14 @@ class SignalingServer:
 
     def _forget_if_empty(self, room: str) -> None:
         entry = self._rooms.get(room)
-        if entry is not None and entry.desktop is None and not entry.viewers:
+        if entry is not None and entry.desktop is None and not entry.pages:
             del self._rooms[room]
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_ROOT / "index.html")
+
+    async def _relay_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_ROOT / "relay.html")
 
     async def _style(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_ROOT / "style.css")
@@ -190,8 +213,8 @@ class SignalingServer:
                     room = self._hello(ws, peer, message)
                     if room is None:
                         break
-                elif message.get("type") == "answer":
-                    self._answer(room, peer, message)
+                else:
+                    self._from_page(room, peer, message)
         finally:
             self._sockets.discard(ws)
             if room is not None:
@@ -200,34 +223,88 @@ class SignalingServer:
         return ws
 
     def _hello(self, ws: web.WebSocketResponse, peer: str, message: dict[str, Any]) -> str | None:
-        room = message.get("room")
-        if message.get("type") != "hello" or message.get("role") != "viewer" or not isinstance(room, str):
+        room, role = message.get("room"), message.get("role")
+        if message.get("type") != "hello" or role not in ROLES or not isinstance(room, str):
             return None
         if not ROOM_RE.match(room):
             return None
         entry = self._rooms.setdefault(room, _Room())
-        entry.viewers[peer] = ws
+        entry.pages[peer] = ws
         self._send(ws, {"type": "welcome", "peer": peer})
-        if entry.desktop is None:
-            self._send(ws, {"type": "waiting"})
-        else:
-            entry.desktop({"type": "join", "peer": peer})
+        placed = entry.tree.add(peer, relay=role == "relay")
+        if entry.tree.seats[peer].upstream is None:
+            self._send(ws, self._waiting(entry))
+        self._join(entry, placed)
         return room
 
-    def _answer(self, room: str, peer: str, message: dict[str, Any]) -> None:
+    @staticmethod
+    def _waiting(entry: _Room) -> dict[str, Any]:
+        return {"type": "waiting", "reason": "full"} if entry.desktop is not None else {"type": "waiting"}
+
+    def _from_page(self, room: str, peer: str, message: dict[str, Any]) -> None:
         entry = self._rooms.get(room)
-        sdp, mac = message.get("sdp"), message.get("mac")
-        if entry is None or entry.desktop is None or not isinstance(sdp, str) or not isinstance(mac, str):
+        if entry is None or peer not in entry.tree.seats:
             return
-        entry.desktop({"type": "answer", "peer": peer, "sdp": sdp, "mac": mac})
+        kind, seat = message.get("type"), entry.tree.seats[peer]
+        if kind == "answer":
+            self._answer(entry, peer, message)
+        elif seat.relay and kind == "capacity":
+            viewers = message.get("viewers")
+            if isinstance(viewers, int) and not isinstance(viewers, bool) and 0 <= viewers <= MAX_RELAY_CAPACITY:
+                self._join(entry, entry.tree.set_capacity(peer, viewers))
+        elif seat.relay and kind in ("offer", "reject"):
+            self._from_relay(entry, peer, message)
+
+    def _from_relay(self, entry: _Room, relay: str, message: dict[str, Any]) -> None:
+        """A relay's offer to (or rejection of) a page assigned to it; the server says it comes from a relay."""
+        target = message.get("peer")
+        if not isinstance(target, str) or target not in entry.tree.seats:
+            return
+        if entry.tree.seats[target].upstream != relay:
+            return  # not one of this relay's pages: it may not speak to it
+        if message["type"] == "offer":
+            sdp, mac = message.get("sdp"), message.get("mac")
+            if isinstance(sdp, str) and isinstance(mac, str):
+                self._send(
+                    entry.pages[target], {"type": "offer", "peer": target, "sdp": sdp, "mac": mac, "relay": True}
+                )
+        else:
+            reason = message.get("reason")
+            self._send(
+                entry.pages[target],
+                {"type": "reject", "peer": target, "reason": reason[:200] if isinstance(reason, str) else ""},
+            )
+
+    def _answer(self, entry: _Room, peer: str, message: dict[str, Any]) -> None:
+        sdp, mac = message.get("sdp"), message.get("mac")
+        upstream = entry.tree.seats[peer].upstream
+        if not isinstance(sdp, str) or not isinstance(mac, str) or upstream is None:
+            return
+        answer = {"type": "answer", "peer": peer, "sdp": sdp, "mac": mac}
+        if upstream == DESKTOP:
+            if entry.desktop is not None:
+                entry.desktop(answer)
+        elif upstream in entry.pages:
+            self._send(entry.pages[upstream], answer)
 
     def _leave(self, room: str, peer: str) -> None:
         entry = self._rooms.get(room)
         if entry is None:
             return
-        entry.viewers.pop(peer, None)
-        if entry.desktop is not None:
-            entry.desktop({"type": "leave", "peer": peer})
+        entry.pages.pop(peer, None)
+        upstream, orphans, placed = entry.tree.remove(peer)
+        leave = {"type": "leave", "peer": peer}
+        if upstream == DESKTOP:
+            if entry.desktop is not None:
+                entry.desktop(leave)
+        elif upstream is not None and upstream in entry.pages:
+            self._send(entry.pages[upstream], leave)
+        # A relay's pages are placed again at once: a fresh offer on their open sockets replaces the connection
+        # through the relay that left, long before ICE would notice it is gone.
+        self._join(entry, placed)
+        for orphan in orphans:
+            if entry.tree.seats[orphan].upstream is None:
+                self._send(entry.pages[orphan], self._waiting(entry))
         self._forget_if_empty(room)
 
 

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, test } from 'node:test';
 
-import { answerMac, fromB64url, offerMac } from '../../impromptu/web/lib/keys.js';
-import { BACKOFF, PeerSession, backoffDelay } from '../../impromptu/web/lib/peer.js';
+import { answerMac, fromB64url, offerMac, openInput } from '../../impromptu/web/lib/keys.js';
+import { BACKOFF, FULL_REASON, PeerSession, backoffDelay } from '../../impromptu/web/lib/peer.js';
 import { FakeTimers } from './fake-timers.mjs';
 
 const timers = new FakeTimers();
@@ -128,13 +128,21 @@ function makeSession(extra = {}) {
   return { session, states, events, last: () => states.at(-1)?.[0] };
 }
 
-async function connect(session, peer = 'p1') {
+async function connect(session, peer = 'p1', { relay } = {}) {
   session.start();
   const ws = FakeSocket.all.at(-1);
   ws.open();
   ws.deliver({ type: 'welcome', peer });
-  ws.deliver({ type: 'offer', peer, sdp: OFFER_SDP, mac: await offerMac(KEYS.kv, peer, OFFER_SDP) });
-  await until(() => ws.sent.length === 2, 'the answer');
+  return offerAgain(ws, peer, { relay });
+}
+
+/** Another offer on the same socket (a new upstream), answered and opened. */
+async function offerAgain(ws, peer, { relay } = {}) {
+  const answers = ws.sent.filter((m) => m.type === 'answer').length;
+  const offer = { type: 'offer', peer, sdp: OFFER_SDP, mac: await offerMac(KEYS.kv, peer, OFFER_SDP) };
+  if (relay !== undefined) offer.relay = relay;
+  ws.deliver(offer);
+  await until(() => ws.sent.filter((m) => m.type === 'answer').length === answers + 1, 'the answer');
   const pc = FakePC.all.at(-1);
   const control = pc.announce('control');
   const video = pc.announce('video');
@@ -189,6 +197,26 @@ test('an offer with a bad MAC is never answered', async () => {
   assert.equal(FakePC.all.length, 0);
   assert.equal(ws.sent.length, 1);
   session.stop();
+});
+
+test('a bad-MAC offer while a connection works: logged, and the page still shows that connection', async () => {
+  for (const relay of [false, true]) {
+    FakePC.all = [];
+    const logs = [];
+    const { session, states, last } = makeSession({ log: (k) => logs.push(k) });
+    const { ws, pc } = await connect(session, 'p1', { relay });
+    const answers = ws.sent.length;
+    const count = states.length;
+    ws.deliver({ type: 'offer', peer: 'p1', sdp: OFFER_SDP, mac: await offerMac(KEYS.kv, 'p2', OFFER_SDP) });
+    await until(() => logs.includes('signal:offer.mac'), 'the log line');
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(last(), 'connected', `relay: ${relay}`);
+    assert.equal(states.length, count, 'no state change at all');
+    assert.equal(ws.sent.length, answers, 'not answered');
+    assert.ok(!pc.closed, 'the working connection stays');
+    assert.equal(FakePC.all.length, 1);
+    session.stop();
+  }
 });
 
 test('an offer addressed to another peer id is dropped', async () => {
@@ -318,5 +346,286 @@ test('reject: failed with the reason, and a later retry', async () => {
   assert.match(states.at(-1)[1], /the desktop is full/);
   timers.tick(1_000);
   assert.equal(FakeSocket.all.length, 2);
+  session.stop();
+});
+
+// ---- through a relay (docs/protocol.md §7) ----
+
+const VIEW_KEYS = { role: 'view', kc: null, kv: KEYS.kv, room: V.room };
+
+/** Check that `sent` holds `relayed` envelopes from `from`, numbered `firstSeq`…, carrying `messages` in order. */
+async function assertEnvelopes(sent, from, firstSeq, messages) {
+  assert.equal(sent.length, messages.length);
+  for (const [i, envelope] of sent.entries()) {
+    assert.deepEqual(Object.keys(envelope), ['type', 'from', 'seq', 'iv', 'box']);
+    assert.equal(envelope.type, 'relayed');
+    assert.equal(envelope.from, from);
+    assert.equal(envelope.seq, firstSeq + i);
+    assert.match(envelope.iv, /^[A-Za-z0-9_-]{16}$/);
+    const text = await openInput(KEYS.kc, from, envelope.seq, envelope.iv, envelope.box);
+    assert.notEqual(text, null, `#${envelope.seq} opens under Kc, for its sender and number`);
+    assert.deepEqual(JSON.parse(text), messages[i]);
+    assert.doesNotMatch(envelope.box, /input|control/, 'nothing of the message shows');
+  }
+}
+
+test('an offer from a relay: the answer is MACed under Kv even with a control link', async () => {
+  const { session } = makeSession();
+  assert.equal(session.viaRelay, false);
+  assert.equal(session.peerId, null);
+  assert.equal(session.connectionState, null, 'no peer connection yet');
+  const { ws } = await connect(session, 'p1', { relay: true });
+  assert.equal(session.connectionState, 'new', 'the fake’s state');
+  const answer = ws.sent[1];
+  assert.equal(answer.mac, await answerMac(KEYS.kv, 'p1', answer.sdp));
+  assert.notEqual(answer.mac, await answerMac(KEYS.kc, 'p1', answer.sdp));
+  assert.equal(session.viaRelay, true);
+  assert.equal(session.peerId, 'p1');
+  assert.equal(session.channelsOpen, true);
+  // The desktop's own offer (relay:false) is answered under Kc again, and the connection is direct.
+  await offerAgain(ws, 'p1', { relay: false });
+  assert.equal(ws.sent.at(-1).mac, await answerMac(KEYS.kc, 'p1', ws.sent.at(-1).sdp));
+  assert.equal(session.viaRelay, false);
+  session.stop();
+  assert.equal(session.viaRelay, false);
+  assert.equal(session.connectionState, null);
+});
+
+test('behind a relay: control.hello first, then envelopes numbered in send order; keyframe.request bare', async () => {
+  const { session } = makeSession();
+  const { control } = await connect(session, 'p1', { relay: true });
+  const M = [
+    { type: 'input.move', x: 1, y: 2 },
+    { type: 'input.key', code: 'KeyA', key: 'a', down: true },
+    { type: 'control.request' },
+    { type: 'input.release' },
+  ];
+  assert.equal(session.send(M[0]), true);
+  assert.equal(session.send(M[1]), true);
+  assert.equal(session.send({ type: 'keyframe.request', surface: 0 }), true);
+  assert.equal(session.send(M[2]), true);
+  assert.equal(session.send(M[3]), true);
+  await until(() => control.sent.length === 6, 'six messages');
+  // The keyframe request needs no role: it goes at once, bare; the relay answers it itself.
+  assert.deepEqual(control.sent[0], { type: 'keyframe.request', surface: 0 });
+  await assertEnvelopes(control.sent.slice(1), 'p1', 1, [{ type: 'control.hello' }, ...M]);
+  session.stop();
+});
+
+test('envelopes leave in order even when they are sealed out of order', async () => {
+  const { session } = makeSession();
+  const { control } = await connect(session, 'p1', { relay: true });
+  await until(() => control.sent.length === 1, 'control.hello');
+  const subtle = globalThis.crypto.subtle;
+  const encrypt = subtle.encrypt;
+  let calls = 0;
+  // The first sealing from now on takes much longer than the ones after it.
+  subtle.encrypt = async function (...args) {
+    const slow = calls++ === 0;
+    const box = await encrypt.apply(this, args);
+    if (slow) for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    return box;
+  };
+  try {
+    const moves = [1, 2, 3].map((x) => ({ type: 'input.move', x, y: 0 }));
+    for (const m of moves) session.send(m);
+    await until(() => control.sent.length === 4, 'three more envelopes');
+    assert.equal(calls, 3);
+    await assertEnvelopes(control.sent, 'p1', 1, [{ type: 'control.hello' }, ...moves]);
+  } finally {
+    delete subtle.encrypt;
+    session.stop();
+  }
+  assert.equal(globalThis.crypto.subtle.encrypt, encrypt);
+});
+
+test('a message of over 4096 UTF-8 bytes is not sealed: dropped, logged once, no number spent', async () => {
+  const logs = [];
+  const { session } = makeSession({ log: (key) => logs.push(key) });
+  const { control } = await connect(session, 'p1', { relay: true });
+  const long = (n) => ({ type: 'input.key', code: 'KeyE', key: '€'.repeat(n), down: true });
+  const overhead = JSON.stringify(long(0)).length;
+  // '€' is 3 UTF-8 bytes but one character: the limit counts bytes.
+  assert.equal(session.send(long(1366)), false, `${overhead + 3 * 1366} bytes`);
+  assert.equal(session.send(long(1400)), false);
+  const fits = long(Math.floor((4096 - overhead) / 3));
+  assert.equal(session.send(fits), true);
+  await until(() => control.sent.length === 2, 'hello and the one that fits');
+  await assertEnvelopes(control.sent, 'p1', 1, [{ type: 'control.hello' }, fits]);
+  assert.deepEqual(logs, ['relayed:too-long', 'relayed:too-long'], 'the page logs once per key');
+  session.stop();
+});
+
+test('a direct connection sends bare; a view-only link behind a relay sends no envelopes', async () => {
+  const direct = makeSession();
+  const { control } = await connect(direct.session, 'p1');
+  direct.session.send({ type: 'input.move', x: 1, y: 2 });
+  assert.deepEqual(control.sent, [{ type: 'input.move', x: 1, y: 2 }], 'no control.hello, no envelope');
+  direct.session.stop();
+
+  const logs = [];
+  const view = makeSession({ keys: VIEW_KEYS, log: (key) => logs.push(key) });
+  const relayed = await connect(view.session, 'p2', { relay: true });
+  assert.equal(view.session.send({ type: 'input.move', x: 1, y: 2 }), false);
+  assert.equal(view.session.send({ type: 'control.request' }), false);
+  assert.equal(view.session.send({ type: 'keyframe.request', surface: 0 }), true);
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(relayed.control.sent, [{ type: 'keyframe.request', surface: 0 }], 'not even control.hello');
+  assert.deepEqual(logs, ['relayed:input.move', 'relayed:control.request']);
+  assert.equal(relayed.ws.sent[1].mac, await answerMac(KEYS.kv, 'p2', relayed.ws.sent[1].sdp));
+  view.session.stop();
+});
+
+test('envelope numbers grow per peer id: across upstreams on one socket, afresh on a new socket', async () => {
+  const { session } = makeSession();
+  const first = await connect(session, 'p1', { relay: true });
+  session.send({ type: 'input.move', x: 1, y: 1 });
+  await until(() => first.control.sent.length === 2, 'hello and move');
+  // The relay went away and the server moved us to another one: same socket, same peer id.
+  const second = await offerAgain(first.ws, 'p1', { relay: true });
+  session.send({ type: 'input.move', x: 2, y: 2 });
+  await until(() => second.control.sent.length === 2, 'hello and move on the new connection');
+  await assertEnvelopes(second.control.sent, 'p1', 3, [{ type: 'control.hello' }, { type: 'input.move', x: 2, y: 2 }]);
+  assert.equal(first.control.sent.length, 2, 'nothing more on the old connection');
+  // A new socket is a new peer id, numbered from 1.
+  second.pc.setConnectionState('failed');
+  timers.tick(1_000);
+  const ws = FakeSocket.all.at(-1);
+  ws.open();
+  ws.deliver({ type: 'welcome', peer: 'p9' });
+  const third = await offerAgain(ws, 'p9', { relay: true });
+  await until(() => third.control.sent.length === 1, 'hello');
+  await assertEnvelopes(third.control.sent, 'p9', 1, [{ type: 'control.hello' }]);
+  session.stop();
+});
+
+test('waiting because every place is taken says so', async () => {
+  const { session, states } = makeSession();
+  session.start();
+  const ws = FakeSocket.all[0];
+  ws.open();
+  ws.deliver({ type: 'welcome', peer: 'p1' });
+  ws.deliver({ type: 'waiting', reason: 'full' });
+  assert.deepEqual(states.at(-1), ['waiting', FULL_REASON]);
+  assert.match(FULL_REASON, /every place is taken/);
+  ws.deliver({ type: 'waiting', reason: 'something else' });
+  assert.deepEqual(states.at(-1), ['waiting', '']);
+  session.stop();
+});
+
+test('a relay: hello role relay, its viewers’ signaling passed on, signal() sends, socket end reported', async () => {
+  const signals = [];
+  let ends = 0;
+  const { session } = makeSession({
+    role: 'relay',
+    onSignal: (m) => signals.push(m),
+    onSignalingEnd: () => (ends += 1),
+  });
+  assert.equal(session.signal({ type: 'capacity', viewers: 4 }), false, 'no socket yet');
+  const { ws, pc } = await connect(session, 'r1');
+  assert.deepEqual(ws.sent[0], { type: 'hello', room: V.room, role: 'relay' });
+  ws.deliver({ type: 'join', peer: 'v1' });
+  ws.deliver({ type: 'answer', peer: 'v1', sdp: 'v=0\r\n', mac: 'M' });
+  ws.deliver({ type: 'leave', peer: 'v1' });
+  assert.deepEqual(signals, [
+    { type: 'join', peer: 'v1' },
+    { type: 'answer', peer: 'v1', sdp: 'v=0\r\n', mac: 'M' },
+    { type: 'leave', peer: 'v1' },
+  ]);
+  assert.equal(session.signal({ type: 'capacity', viewers: 4 }), true);
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', viewers: 4 });
+  assert.equal(ends, 0);
+  pc.setConnectionState('failed');
+  assert.equal(ends, 1, 'the socket of the failed attempt is gone');
+  session.stop();
+  assert.equal(ends, 1);
+});
+
+test('a viewer page drops relay-only signaling', async () => {
+  const signals = [];
+  const logs = [];
+  const { session } = makeSession({ onSignal: (m) => signals.push(m), log: (k) => logs.push(k) });
+  const { ws } = await connect(session, 'p1');
+  ws.deliver({ type: 'join', peer: 'v1' });
+  ws.deliver({ type: 'x'.repeat(100) });
+  ws.deliver({ type: 'something else' });
+  assert.deepEqual(signals, []);
+  assert.deepEqual(new Set(logs), new Set(['signal:unknown type']), 'one fixed key, whatever type the server chose');
+  session.stop();
+});
+
+test('a relay that goes away: wait on the same socket for the server to place us again', async () => {
+  const { session, states, events, last } = makeSession();
+  const { ws, pc, control } = await connect(session, 'p1', { relay: true });
+  control.onclose();
+  assert.equal(last(), 'reconnecting');
+  assert.match(states.at(-1)[1], /^the relay closed the connection; waiting to be placed again$/);
+  assert.ok(pc.closed, 'the old connection is closed');
+  assert.ok(!ws.closed, 'the socket stays: it keeps our peer id');
+  assert.deepEqual(events, ['open', 'close']);
+  timers.tick(4_999);
+  assert.equal(FakeSocket.all.length, 1);
+  // The server placed us with another upstream (here the desktop itself): its offer comes on the same socket.
+  await offerAgain(ws, 'p1', { relay: false });
+  assert.equal(last(), 'connected');
+  assert.equal(session.viaRelay, false);
+  timers.tick(60_000);
+  assert.equal(FakeSocket.all.length, 1, 'no reconnection once the new connection is up');
+  // A direct connection that ends starts over with a new socket, as before.
+  FakePC.all.at(-1).setConnectionState('failed');
+  assert.ok(ws.closed);
+  session.stop();
+});
+
+test('a relay link that fails while the relay stays: a new socket once no offer came in time', async () => {
+  const { session, states, last } = makeSession();
+  const { ws, pc } = await connect(session, 'p1', { relay: true });
+  pc.setConnectionState('disconnected');
+  timers.tick(5_000); // the disconnect grace
+  assert.equal(last(), 'reconnecting');
+  assert.match(states.at(-1)[1], /the connection to the relay was lost; waiting to be placed again/);
+  assert.equal(FakeSocket.all.length, 1);
+  timers.tick(5_000); // the relay grace
+  assert.ok(ws.closed);
+  assert.match(states.at(-1)[1], /no new offer came; retrying in/);
+  timers.tick(1_000);
+  assert.equal(FakeSocket.all.length, 2);
+  session.stop();
+});
+
+test('sayRole: control.hello again behind a relay with a control link, nothing otherwise', async () => {
+  const { session } = makeSession();
+  const { control } = await connect(session, 'p1', { relay: true });
+  session.sayRole(); // the relay's upstream changed
+  await until(() => control.sent.length === 2, 'two hellos');
+  await assertEnvelopes(control.sent, 'p1', 1, [{ type: 'control.hello' }, { type: 'control.hello' }]);
+  session.stop();
+
+  const direct = makeSession();
+  const parts = await connect(direct.session, 'p2');
+  direct.session.sayRole();
+  const view = makeSession({ keys: VIEW_KEYS });
+  const viewParts = await connect(view.session, 'p3', { relay: true });
+  view.session.sayRole();
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(parts.control.sent, [], 'the desktop knows a direct viewer’s role from its answer');
+  assert.deepEqual(viewParts.control.sent, [], 'a view-only link has no role to claim');
+  direct.session.stop();
+  view.session.stop();
+});
+
+test('waiting while connected through a relay that went away: close it and wait on the socket', async () => {
+  const { session, events, last } = makeSession();
+  const { ws, pc, control } = await connect(session, 'p1', { relay: true });
+  ws.deliver({ type: 'waiting', reason: 'full' });
+  assert.equal(last(), 'waiting');
+  assert.ok(pc.closed);
+  assert.deepEqual(events, ['open', 'close']);
+  control.onclose?.(); // the dying connection's last events change nothing
+  assert.equal(last(), 'waiting');
+  timers.tick(60_000);
+  assert.equal(FakeSocket.all.length, 1, 'our place in the queue is kept');
+  await offerAgain(ws, 'p1', { relay: true });
+  assert.equal(last(), 'connected');
   session.stop();
 });

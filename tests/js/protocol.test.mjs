@@ -11,6 +11,7 @@ import {
   buildFragment,
   controlMessages,
   fragmentFrame,
+  needsRole,
   parseControl,
   parseFragment,
   seqDiff,
@@ -353,6 +354,15 @@ test('parseControl validates config and drops the rest', () => {
   for (const text of bad) assert.equal(parseControl(text).ok, false, text);
 });
 
+test('parseControl: an unknown type has a fixed reason (a log-once key); the type, shortened, is detail', () => {
+  assert.deepEqual(parseControl('{"type":"surprise"}'), { ok: false, reason: 'unknown type', detail: '"surprise"' });
+  assert.deepEqual(parseControl(JSON.stringify({ type: 'y'.repeat(5000) })), {
+    ok: false,
+    reason: 'unknown type',
+    detail: JSON.stringify('y'.repeat(40)),
+  });
+});
+
 test('page → desktop messages have the §5 shapes', () => {
   assert.deepEqual(controlMessages.keyframeRequest(0), { type: 'keyframe.request', surface: 0 });
   assert.deepEqual(controlMessages.button(1, true, 3, 4), { type: 'input.button', button: 1, down: true, x: 3, y: 4 });
@@ -443,4 +453,33 @@ test('parseControl validates stream.skipped', () => {
 test('control.request and control.release have the §5 shapes', () => {
   assert.deepEqual(controlMessages.controlRequest(), { type: 'control.request' });
   assert.deepEqual(controlMessages.controlRelease(), { type: 'control.release' });
+});
+
+test('parseControl keeps a relay’s `relayed` map, and only a well-formed one', () => {
+  const relayed = { b00b1e5000000001: 'control', c0ffee0000000002: 'view' };
+  const ok = parseControl(presenceText({ relayed }));
+  assert.deepEqual(ok, { ok: true, msg: { ...PRESENCE, relayed } });
+  assert.equal(parseControl(presenceText({ relayed: {} })).msg.relayed.constructor, Object);
+  assert.equal('relayed' in parseControl(presenceText({})).msg, false, 'absent stays absent');
+  // A peer id named like a prototype property stays an ordinary key.
+  const proto = parseControl('{' + presenceText({}).slice(1, -1) + ',"relayed":{"__proto__":"view"}}');
+  assert.equal(proto.ok, true);
+  assert.equal(Object.hasOwn(proto.msg.relayed, '__proto__'), true);
+  assert.equal(Object.getPrototypeOf(proto.msg.relayed), Object.prototype);
+  const many = Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [`p${i}`, 'view']));
+  const bad = [null, [], 'x', { p1: 'admin' }, { p1: true }, { ['x'.repeat(257)]: 'view' }, many];
+  for (const value of bad) {
+    assert.deepEqual(parseControl(presenceText({ relayed: value })), { ok: false, reason: 'presence.relayed' });
+  }
+  delete many.p0;
+  assert.equal(parseControl(presenceText({ relayed: many })).ok, true, '1024 entries are fine');
+});
+
+test('needsRole: input, control.* of the floor and control.hello; not keyframe.request', () => {
+  const roles = ['input.move', 'input.key', 'input.release', 'control.request', 'control.release', 'control.hello'];
+  for (const type of roles) assert.equal(needsRole(type), true, type);
+  for (const type of ['keyframe.request', 'relayed', 'relay.viewers', 'control.other', 'inputs', undefined]) {
+    assert.equal(needsRole(type), false, String(type));
+  }
+  assert.deepEqual(controlMessages.controlHello(), { type: 'control.hello' });
 });

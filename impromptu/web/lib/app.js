@@ -51,6 +51,7 @@ let reassembler = null;
 const EARLY_MAX = 256;
 let early = [];
 let session = null;
+let configsThisConnection = 0;
 let role = 'control';
 let input = null;
 let canvasFocused = false;
@@ -87,6 +88,9 @@ window.impromptu = Object.freeze({
   get skippedFrames() {
     return page.skippedFrames;
   },
+  get viaRelay() {
+    return session !== null && session.viaRelay;
+  },
   canvas,
 });
 
@@ -111,17 +115,23 @@ function shown() {
   return { state: page.state, reason: page.reason };
 }
 
+/** The status line: a waiting page with a reason says why it waits instead of "for the desktop". */
+function stateLine(state, reason) {
+  if (!reason) return STATE_TEXT[state];
+  return `${state === 'waiting' ? 'Waiting' : STATE_TEXT[state]} — ${reason}`;
+}
+
 function render() {
   const { state, reason } = shown();
   document.body.dataset.state = state;
-  ui.state.textContent = reason ? `${STATE_TEXT[state]} — ${reason}` : STATE_TEXT[state];
+  ui.state.textContent = stateLine(state, reason);
   ui.state.title = reason;
   const c = page.lastConfig;
   ui.stream.textContent = c ? `${c.width}×${c.height} ${c.codec}` : '';
   ui.fps.textContent = c && page.state === 'connected' ? `${page.fps} fps` : '';
   const showOverlay = page.state !== 'connected' && !(decoder && decoder.framesDecoded > 0);
   ui.overlay.hidden = !showOverlay;
-  ui.overlay.textContent = showOverlay ? STATE_TEXT[state] : '';
+  ui.overlay.textContent = showOverlay ? (state === 'waiting' ? stateLine(state, reason) : STATE_TEXT[state]) : '';
 }
 
 /** A full-page message that replaces the screen: the page cannot work at all. */
@@ -220,24 +230,30 @@ function send(message) {
 function onControl(text) {
   const parsed = parseControl(text);
   if (!parsed.ok) {
-    logOnce(`control:${parsed.reason}`, `dropped a control message: ${parsed.reason}`);
+    const detail = parsed.detail ? ` ${parsed.detail}` : '';
+    logOnce(`control:${parsed.reason}`, `dropped a control message: ${parsed.reason}${detail}`);
     return;
   }
   const msg = parsed.msg;
-  if (msg.type === 'config') applyConfig(msg);
-  else if (msg.type === 'presence') applyPresence(Object.freeze({ ...msg, requests: Object.freeze(msg.requests) }));
+  if (msg.type === 'config') {
+    // A config after the first may come from a relay's new upstream, which has not heard our role yet.
+    if (configsThisConnection++ > 0) session.sayRole();
+    applyConfig(msg);
+  } else if (msg.type === 'presence') applyPresence(Object.freeze({ ...msg, requests: Object.freeze(msg.requests) }));
   else if (msg.type === 'stream.skipped') page.skippedFrames += msg.frames;
 }
 
 function applyConfig(config) {
   if (reassembler !== null && reassembler.surface !== config.surface) {
     // This page shows one surface: the first one configured on this connection.
-    logOnce(`config:surface${config.surface}`, `ignoring surface ${config.surface}`);
+    logOnce('config:surface', `ignoring surface ${config.surface} (and any other but ${reassembler.surface})`);
     return;
   }
   page.lastConfig = Object.freeze({ ...config });
   page.decodeProblem = '';
-  if (reassembler === null) {
+  // Behind a relay a `config` may announce a new upstream — possibly a restarted desktop whose frame numbers
+  // start over — on the same connection: start afresh rather than refuse its frames as old.
+  if (reassembler === null || session.viaRelay) {
     reassembler = new Reassembler({
       surface: config.surface,
       onKeyframeRequest: () => send(controlMessages.keyframeRequest(config.surface)),
@@ -268,7 +284,7 @@ function onDecoderError(err, fatal) {
   if (fatal) {
     const codec = page.lastConfig ? page.lastConfig.codec : 'this stream';
     page.decodeProblem = `this browser cannot decode ${codec} (${err.message})`;
-    logOnce(`decoder:${codec}`, page.decodeProblem);
+    logOnce('decoder:codec', page.decodeProblem);
     render();
   } else {
     logOnce(`decoder:${err?.name}`, `decoder error, waiting for a keyframe: ${err?.message ?? err}`);
@@ -360,6 +376,7 @@ async function main() {
     onOpen: () => {
       // A fresh connection: its own sequence numbers and a keyframe after its config.
       reassembler = null;
+      configsThisConnection = 0;
       early = [];
       applyPresence(null);
       if (role === 'control') canvas.focus({ preventScroll: true });

@@ -1,6 +1,6 @@
 // The link's keys and what is derived from them (docs/protocol.md §1): base64url, the `#c=`/`#v=` fragment,
-// and the HMAC-SHA256 derivations, with WebCrypto (`crypto.subtle`, present in browsers' secure contexts and in
-// Node ≥ 20). DOM-free.
+// the HMAC-SHA256 derivations, and the AES-256-GCM sealing of `relayed` envelopes (§7), with WebCrypto
+// (`crypto.subtle`, present in browsers' secure contexts and in Node ≥ 20). DOM-free.
 
 const encoder = new TextEncoder();
 
@@ -67,12 +67,78 @@ export async function answerMac(key, peer, sdp) {
   return b64url(await hmac(key, answerMessage(peer, sdp)));
 }
 
-/** Check the desktop's offer MAC in constant time (WebCrypto's verify). */
-export async function verifyOfferMac(kv, peer, sdp, mac) {
+// ---- `relayed` envelopes (§7): sealed with AES-256-GCM under Ki = H(Kc, "impromptu/input") ----
+
+/** The most UTF-8 bytes of one message sealed in a `relayed` envelope (impromptu/envelope.py's MAX_MESSAGE). */
+export const MAX_SEALED_MESSAGE = 4096;
+const IV_BYTES = 12;
+
+// A page behind a relay seals every input message: derive and import Ki once per Kc, not once per pointer move.
+const inputKeys = new WeakMap();
+
+function inputKey(kc) {
+  let key = inputKeys.get(kc);
+  if (key === undefined) {
+    key = hmac(kc, 'impromptu/input').then((ki) =>
+      subtle().importKey('raw', ki, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']),
+    );
+    inputKeys.set(kc, key);
+    key.catch(() => inputKeys.delete(kc)); // a failure is not remembered
+  }
+  return key;
+}
+
+/** The envelope's associated data: it binds the sealed message to its sender and number. */
+const inputAad = (from, seq) => encoder.encode(`impromptu/input\n${from}\n${seq}`);
+
+/**
+ * Seal `text` (one page → desktop message as JSON) from peer `from` with number `seq`: `{iv, box}` of a
+ * `relayed` envelope, both base64url. `iv` (12 bytes) is random unless given (tests).
+ */
+export async function sealInput(kc, from, seq, text, iv = globalThis.crypto.getRandomValues(new Uint8Array(IV_BYTES))) {
+  if (!(iv instanceof Uint8Array) || iv.length !== IV_BYTES) throw new TypeError('the iv must be 12 bytes');
+  const key = await inputKey(kc);
+  const box = await subtle().encrypt(
+    { name: 'AES-GCM', iv, additionalData: inputAad(from, seq) },
+    key,
+    encoder.encode(text),
+  );
+  return { iv: b64url(iv), box: b64url(new Uint8Array(box)) };
+}
+
+/**
+ * The text sealed in an envelope's `iv` and `box`, or null when it was not sealed under this `Kc` for this sender
+ * and number, or was altered. Pages never open envelopes (the desktop does); tests do.
+ */
+export async function openInput(kc, from, seq, iv, box) {
+  const nonce = fromB64url(iv);
+  const sealed = fromB64url(box);
+  if (nonce === null || nonce.length !== IV_BYTES || sealed === null) return null;
+  try {
+    const key = await inputKey(kc);
+    const plain = await subtle().decrypt({ name: 'AES-GCM', iv: nonce, additionalData: inputAad(from, seq) }, key, sealed);
+    return new TextDecoder('utf-8', { fatal: true }).decode(plain);
+  } catch {
+    return null;
+  }
+}
+
+/** Check a base64url HMAC-SHA256 tag in constant time (WebCrypto's verify). */
+async function verifyTag(key, message, mac) {
   const tag = fromB64url(mac);
   if (tag === null || tag.length !== 32) return false;
-  const k = await importKey(kv, ['verify']);
-  return subtle().verify('HMAC', k, tag, encoder.encode(offerMessage(peer, sdp)));
+  const k = await importKey(key, ['verify']);
+  return subtle().verify('HMAC', k, tag, encoder.encode(message));
+}
+
+/** Check the desktop's (or a relay's) offer MAC under `Kv`. */
+export function verifyOfferMac(kv, peer, sdp, mac) {
+  return verifyTag(kv, offerMessage(peer, sdp), mac);
+}
+
+/** Check a viewer's answer MAC under `key` (a relay tries `Kv`, and `Kc` when it holds it). */
+export function verifyAnswerMac(key, peer, sdp, mac) {
+  return verifyTag(key, answerMessage(peer, sdp), mac);
 }
 
 /**

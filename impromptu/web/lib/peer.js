@@ -1,9 +1,13 @@
 // One viewer's connection to the desktop (docs/protocol.md §2–3): a signaling socket, the offer's MAC checked
 // before answering, a non-trickle answer MACed under our key, the `video` and `control` DataChannels, and
-// reconnection with backoff whenever any of it goes away.
+// reconnection with backoff whenever any of it goes away. Behind a relay (§7), messages that need a role travel
+// in sealed `relayed` envelopes, which a relay can neither read nor make.
 
-import { answerMac, verifyOfferMac } from './keys.js';
+import { MAX_SEALED_MESSAGE, answerMac, sealInput, verifyOfferMac } from './keys.js';
+import { controlMessages, needsRole } from './protocol.js';
 import { SignalingClient } from './signaling.js';
+
+const utf8 = new TextEncoder();
 
 export const BACKOFF = { initialMs: 500, maxMs: 10_000, factor: 2, jitter: 0.2 };
 
@@ -14,7 +18,7 @@ export function backoffDelay(failures, { initialMs, maxMs, factor, jitter } = BA
 }
 
 /** Resolve once `pc` finished gathering ICE candidates (or after `timeoutMs`, with what it has). */
-function gatheringComplete(pc, timeoutMs) {
+export function gatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (complete) => {
@@ -30,39 +34,50 @@ function gatheringComplete(pc, timeoutMs) {
   });
 }
 
+export const FULL_REASON = 'every place is taken; you will be let in when one frees up';
+
 /**
- * Keeps one viewer connected to the desktop of `keys.room`, for as long as it is not stopped.
+ * Keeps one viewer connected to the desktop of `keys.room` (directly or through a relay), for as long as it is
+ * not stopped.
  *
  * Callbacks: `onState(state, reason)` with state in 'connecting' | 'waiting' | 'connected' | 'reconnecting' |
  * 'failed'; `onOpen()` when the control channel opens (a fresh connection: reset stream state);
  * `onClose()` when that connection ends; `onControl(text)`; `onVideo(arrayBuffer)`; `log(key, ...args)` to
- * report a dropped message once per key.
+ * report a dropped message once per key. A relay page says `role: 'relay'` in its hello and gets the signaling
+ * messages meant for its own viewers (`join`, `answer`, `leave`) through `onSignal(msg)`, and
+ * `onSignalingEnd()` when the socket they came on is gone (its viewers are then assigned elsewhere).
  */
 export class PeerSession {
   constructor({
     url,
     keys,
+    role = 'viewer',
     onState = () => {},
     onOpen = () => {},
     onClose = () => {},
     onControl = () => {},
     onVideo = () => {},
+    onSignal = () => {},
+    onSignalingEnd = () => {},
     log = () => {},
     RTCPeerConnectionImpl = globalThis.RTCPeerConnection,
     WebSocketImpl = globalThis.WebSocket,
     gatherTimeoutMs = 5_000,
     handshakeTimeoutMs = 15_000,
     disconnectGraceMs = 5_000,
+    relayGraceMs = 5_000,
     stableMs = 10_000,
   }) {
     this._url = url;
     this._keys = keys;
-    this._cb = { onState, onOpen, onClose, onControl, onVideo, log };
+    this._role = role;
+    this._cb = { onState, onOpen, onClose, onControl, onVideo, onSignal, onSignalingEnd, log };
     this._RTCPeerConnection = RTCPeerConnectionImpl;
     this._WebSocket = WebSocketImpl;
     this._gatherTimeoutMs = gatherTimeoutMs;
     this._handshakeTimeoutMs = handshakeTimeoutMs;
     this._disconnectGraceMs = disconnectGraceMs;
+    this._relayGraceMs = relayGraceMs;
     this._stableMs = stableMs;
 
     this.state = 'connecting';
@@ -76,6 +91,11 @@ export class PeerSession {
     this._video = null;
     this._open = false;
     this._peerId = null;
+    this._viaRelay = false; // the current connection's offer came from a relay
+    // Envelope numbering is per `from` (our peer id), not per connection: the desktop refuses a seq that does
+    // not grow for a sender, and a page moved to another relay keeps its socket, hence its peer id.
+    this._relayedSeq = 0;
+    this._relayedChain = Promise.resolve(); // envelopes leave in the order they were numbered
     this._failures = 0;
     this._connectedAt = 0; // when the current connection opened; 0 when not connected
     this._everConnected = false;
@@ -99,11 +119,77 @@ export class PeerSession {
     this._teardown();
   }
 
-  /** Send one control message (an object); false when the control channel is not open. */
+  /** This socket's peer id (from `welcome`), or null before it. */
+  get peerId() {
+    return this._peerId;
+  }
+
+  /** Whether the current connection is to a relay rather than to the desktop. */
+  get viaRelay() {
+    return this._viaRelay;
+  }
+
+  /** The current peer connection's `connectionState`, or null when there is none. */
+  get connectionState() {
+    return this._pc?.connectionState ?? null;
+  }
+
+  /** Whether both DataChannels of the current connection are open. */
+  get channelsOpen() {
+    return this._control?.readyState === 'open' && this._video?.readyState === 'open';
+  }
+
+  /**
+   * Send one control message (an object); false when the control channel is not open. Behind a relay, a message
+   * that needs a role goes in a `relayed` envelope — which only a control link can make.
+   */
   send(message) {
     const ch = this._control;
     if (ch === null || ch.readyState !== 'open') return false;
+    if (this._viaRelay && needsRole(message.type)) return this._sendRelayed(ch, message);
     ch.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Send one signaling message (a relay's `capacity`, `offer`, `reject`); false when the socket is not open. */
+  signal(message) {
+    return this._sig !== null && this._sig.send(message);
+  }
+
+  /**
+   * Behind a relay, with a control link: tell the desktop our role (`control.hello`), which it learns only from a
+   * verified envelope. Sent when the channels open, and again whenever the relay may have a new upstream (a
+   * `config` after the first), which knows nothing of us yet.
+   */
+  sayRole() {
+    if (this._viaRelay && this._keys.kc) this.send(controlMessages.controlHello());
+  }
+
+  _sendRelayed(ch, message) {
+    const { kc } = this._keys;
+    if (!kc) {
+      this._cb.log(`relayed:${message.type}`, `not sending ${message.type}: a view-only link cannot control`);
+      return false;
+    }
+    const text = JSON.stringify(message);
+    if (utf8.encode(text).byteLength > MAX_SEALED_MESSAGE) {
+      // The desktop would refuse it (and nothing a page sends is this long): not worth a sequence number.
+      this._cb.log('relayed:too-long', `not sending a ${message.type.slice(0, 40)} of over ${MAX_SEALED_MESSAGE} bytes`);
+      return false;
+    }
+    const from = this._peerId;
+    this._relayedSeq += 1;
+    const seq = this._relayedSeq;
+    // WebCrypto seals asynchronously and may finish out of order: sealing starts at once, sends are chained.
+    const sealed = sealInput(kc, from, seq, text);
+    this._relayedChain = this._relayedChain
+      .then(() => sealed)
+      .then(({ iv, box }) => {
+        if (ch === this._control && ch.readyState === 'open') {
+          ch.send(JSON.stringify({ type: 'relayed', from, seq, iv, box }));
+        }
+      })
+      .catch((err) => this._cb.log('relayed:seal', `could not send a relayed message: ${err?.message ?? err}`));
     return true;
   }
 
@@ -121,10 +207,12 @@ export class PeerSession {
     this._peerId = null;
     this._setState(this._phase(), this._lastFailure);
     this._sig = new SignalingClient(this._url, this._keys.room, {
+      role: this._role,
       WebSocketImpl: this._WebSocket,
       onMessage: (msg) => this._onSignal(token, msg),
       onClose: (reason) => this._retry(token, reason),
-      onDrop: (reason) => this._cb.log(`signal:${reason}`, `dropped a signaling message: ${reason}`),
+      onDrop: (reason, detail) =>
+        this._cb.log(`signal:${reason}`, `dropped a signaling message: ${reason}${detail ? ` ${detail}` : ''}`),
     });
     this._sig.open();
     this._arm(token, 'the desktop did not send an offer in time');
@@ -134,11 +222,15 @@ export class PeerSession {
     if (token !== this._attempt) return;
     switch (msg.type) {
       case 'welcome':
+        if (msg.peer !== this._peerId) this._relayedSeq = 0;
         this._peerId = msg.peer;
         break;
       case 'waiting':
+        // The server has no upstream for us (yet, or any longer: the relay we were connected to went away, and
+        // every place is taken). Whatever connection is left is ending; we are offered a new one when there is.
+        this._closePeer();
         this._disarm();
-        this._setState('waiting', '');
+        this._setState('waiting', msg.reason === 'full' ? FULL_REASON : '');
         break;
       case 'desktop-gone':
         this._closePeer();
@@ -155,8 +247,11 @@ export class PeerSession {
         });
         break;
       case 'reject':
-        this._retry(token, `the desktop refused this viewer: ${msg.reason || 'no reason given'}`, 'failed');
+        // From the desktop or, since §7, from a relay (before any offer, when it is full): say only what it said.
+        this._retry(token, `this viewer was not let in: ${msg.reason || 'no reason given'}`, 'failed');
         break;
+      default:
+        this._cb.onSignal(msg);
     }
   }
 
@@ -167,7 +262,10 @@ export class PeerSession {
       if (token !== this._attempt) return;
       // Wrong link or tampered signaling: never answer. The watchdog retries later, in case it was a fluke.
       this._cb.log('signal:offer.mac', 'dropped an offer whose MAC does not verify');
-      this._setState('failed', 'the desktop’s offer failed authentication (wrong link, or signaling was tampered with)');
+      // A connection that works stays, and so does what the page shows of it: only a page with none has failed.
+      if (!this._open) {
+        this._setState('failed', 'the desktop’s offer failed authentication (wrong link, or signaling was tampered with)');
+      }
       return;
     }
     if (token !== this._attempt) return;
@@ -176,6 +274,7 @@ export class PeerSession {
     this._arm(token, 'the peer connection did not come up in time');
     const pc = new this._RTCPeerConnection({ iceServers: [] });
     this._pc = pc;
+    this._viaRelay = offer.relay === true;
     pc.ondatachannel = (ev) => this._onChannel(token, pc, ev.channel);
     pc.onconnectionstatechange = () => this._onPcState(token, pc);
     await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
@@ -185,7 +284,8 @@ export class PeerSession {
     }
     if (token !== this._attempt || pc !== this._pc) return;
     const sdp = pc.localDescription.sdp;
-    const mac = await answerMac(role === 'control' ? kc : kv, peer, sdp);
+    // A relay may hold only Kv, so an answer to a relay is MACed under Kv whatever our link (§7).
+    const mac = await answerMac(role === 'control' && !this._viaRelay ? kc : kv, peer, sdp);
     if (token !== this._attempt || pc !== this._pc) return;
     this._sig.sendAnswer(sdp, mac);
   }
@@ -202,7 +302,7 @@ export class PeerSession {
         if (ev.data instanceof ArrayBuffer) this._cb.onVideo(ev.data);
         else this._cb.log('video:text', 'dropped a text message on the video channel');
       };
-      channel.onclose = () => this._retry(token, 'the desktop closed the video channel');
+      channel.onclose = () => this._lost(token, `${this._upstreamName()} closed the video channel`);
     } else if (channel.label === 'control') {
       this._control = channel;
       channel.onmessage = (ev) => {
@@ -210,10 +310,10 @@ export class PeerSession {
         else this._cb.log('control:binary', 'dropped a binary message on the control channel');
       };
       channel.onopen = () => this._onControlOpen(token);
-      channel.onclose = () => this._retry(token, 'the desktop closed the connection');
+      channel.onclose = () => this._lost(token, `${this._upstreamName()} closed the connection`);
       if (channel.readyState === 'open') this._onControlOpen(token);
     } else {
-      this._cb.log(`channel:${channel.label}`, `ignored an unknown DataChannel ${JSON.stringify(channel.label)}`);
+      this._cb.log('channel:unknown', `ignored an unknown DataChannel ${JSON.stringify(channel.label.slice(0, 40))}`);
     }
   }
 
@@ -225,6 +325,7 @@ export class PeerSession {
     this._everConnected = true;
     this._lastFailure = '';
     this._setState('connected', '');
+    this.sayRole(); // before any input
     this._cb.onOpen();
   }
 
@@ -238,18 +339,40 @@ export class PeerSession {
       case 'disconnected':
         if (this._disconnectTimer === null) {
           this._disconnectTimer = setTimeout(
-            () => this._retry(token, 'the connection to the desktop was lost'),
+            () => this._lost(token, `the connection to ${this._upstreamName()} was lost`),
             this._disconnectGraceMs,
           );
         }
         break;
       case 'failed':
-        this._retry(token, 'the peer connection failed');
+        this._lost(token, 'the peer connection failed');
         break;
       case 'closed':
-        this._retry(token, 'the peer connection closed');
+        this._lost(token, 'the peer connection closed');
         break;
     }
+  }
+
+  _upstreamName() {
+    return this._viaRelay ? 'the relay' : 'the desktop';
+  }
+
+  /**
+   * The peer connection ended. A connection to the desktop starts over with a new socket (§3). Behind a relay,
+   * the socket stays: when a relay goes away the server places its viewers again at once and sends a fresh offer
+   * on their open sockets (§7), so a relay keeps its own viewers and a viewer its peer id. Only if no offer comes
+   * within `relayGraceMs` (the relay's link failed while its socket lives on) does it start over.
+   */
+  _lost(token, reason) {
+    if (token !== this._attempt || this._stopped) return;
+    if (!this._viaRelay) {
+      this._retry(token, reason);
+      return;
+    }
+    this._closePeer();
+    this._lastFailure = reason;
+    this._setState('reconnecting', `${reason}; waiting to be placed again`);
+    this._arm(token, `${reason} and no new offer came`, this._relayGraceMs);
   }
 
   /** End the current attempt and schedule the next one. */
@@ -270,9 +393,9 @@ export class PeerSession {
     return this._everConnected || this._failures > 0 ? 'reconnecting' : 'connecting';
   }
 
-  _arm(token, reason) {
+  _arm(token, reason, ms = this._handshakeTimeoutMs) {
     this._disarm();
-    this._watchdog = setTimeout(() => this._retry(token, reason), this._handshakeTimeoutMs);
+    this._watchdog = setTimeout(() => this._retry(token, reason), ms);
   }
 
   _disarm() {
@@ -285,6 +408,7 @@ export class PeerSession {
     this._disconnectTimer = null;
     const wasOpen = this._open;
     this._open = false;
+    this._viaRelay = false;
     for (const ch of [this._control, this._video]) {
       if (ch === null) continue;
       ch.onopen = ch.onmessage = ch.onclose = null;
@@ -311,6 +435,7 @@ export class PeerSession {
     if (this._sig !== null) {
       this._sig.close();
       this._sig = null;
+      this._cb.onSignalingEnd();
     }
   }
 }

@@ -310,12 +310,29 @@ export class Reassembler {
 
 const isInt = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
 // Peer ids are made by the signaling server (16 hex digits today); a page only shows and compares them.
-const isPeer = (v) => typeof v === 'string' && v.length > 0 && v.length <= 256;
+export const isPeer = (v) => typeof v === 'string' && v.length > 0 && v.length <= 256;
 const MAX_VIEWERS = 0xffff;
+/** At most this many peers in a relay's `relay.viewers` and in a presence's `relayed` (§7). */
+export const MAX_RELAYED = 1024;
+
+/**
+ * A presence's `relayed` map `{PEER: "control" | "view"}`, or `null` when malformed. The copy is built with
+ * `Object.fromEntries` so that a peer id such as `__proto__` stays an ordinary key.
+ */
+function parseRelayed(raw) {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return null;
+  const entries = Object.entries(raw);
+  if (entries.length > MAX_RELAYED) return null;
+  for (const [peer, role] of entries) {
+    if (!isPeer(peer) || (role !== 'control' && role !== 'view')) return null;
+  }
+  return Object.fromEntries(entries);
+}
 
 /**
  * Validate a desktop → page control message (text). Returns `{ok: true, msg}` with only the known fields, or
- * `{ok: false, reason}` for something to drop and log once.
+ * `{ok: false, reason}` for something to drop and log once per `reason` (one of a fixed few; an unknown type adds
+ * `detail`, the type quoted and shortened).
  */
 export function parseControl(text) {
   if (typeof text !== 'string') return { ok: false, reason: 'not text' };
@@ -351,10 +368,14 @@ export function parseControl(text) {
         return { ok: false, reason: 'presence.requests' };
       }
       if (mode === 'shared' && requests.length > 0) return { ok: false, reason: 'presence.requests' };
-      return {
-        ok: true,
-        msg: { type: 'presence', you, role, viewers, controllers, mode, holder, requests: [...requests] },
-      };
+      const msg = { type: 'presence', you, role, viewers, controllers, mode, holder, requests: [...requests] };
+      // Only a relay is sent `relayed`: the roles of the viewers it serves.
+      if (raw.relayed !== undefined) {
+        const relayed = parseRelayed(raw.relayed);
+        if (relayed === null) return { ok: false, reason: 'presence.relayed' };
+        msg.relayed = relayed;
+      }
+      return { ok: true, msg };
     }
     case 'stream.skipped': {
       const { surface, frames } = raw;
@@ -363,8 +384,19 @@ export function parseControl(text) {
       return { ok: true, msg: { type: 'stream.skipped', surface, frames } };
     }
     default:
-      return { ok: false, reason: `unknown type ${JSON.stringify(raw.type).slice(0, 40)}` };
+      // `reason` is one of a fixed few (pages log once per reason); `detail` holds what the sender chose.
+      return { ok: false, reason: 'unknown type', detail: JSON.stringify(raw.type.slice(0, 40)) };
   }
+}
+
+const ROLE_TYPES = new Set(['control.hello', 'control.request', 'control.release']);
+
+/**
+ * Whether a page → desktop message type needs the sender's role (§7): behind a relay such a message travels in a
+ * sealed `relayed` envelope, and a relay drops it bare.
+ */
+export function needsRole(type) {
+  return typeof type === 'string' && (type.startsWith('input.') || ROLE_TYPES.has(type));
 }
 
 /** Page → desktop messages, built in one place so their shape matches §5. */
@@ -377,4 +409,5 @@ export const controlMessages = {
   release: () => ({ type: 'input.release' }),
   controlRequest: () => ({ type: 'control.request' }),
   controlRelease: () => ({ type: 'control.release' }),
+  controlHello: () => ({ type: 'control.hello' }),
 };
