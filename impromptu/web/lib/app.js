@@ -117,6 +117,7 @@ function shown() {
 
 /** The status line: a waiting page with a reason says why it waits instead of "for the desktop". */
 function stateLine(state, reason) {
+  if (state === 'connected' && session?.viaRelay) return 'Connected through a relay';
   if (!reason) return STATE_TEXT[state];
   return `${state === 'waiting' ? 'Waiting' : STATE_TEXT[state]} — ${reason}`;
 }
