@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from Xlib import X
 
@@ -382,6 +383,31 @@ async def test_a_relay_whose_upstream_fails_silently_joins_again(
             assert (await v.frame_of(2)).keyframe
     finally:
         await v.close()
+
+
+async def test_a_relay_placed_with_an_upstream_that_never_offers_joins_again(
+    shared: tuple[ShareSession, SignalingServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "relay" that says it has room and then never offers (a liar, or one its viewers cannot reach) does not
+    hold an honest relay for ever: after the handshake deadline it joins again on a new socket, and when the liar
+    has gone, it gets a place that works."""
+    monkeypatch.setattr("impromptu.relay.upstream.HANDSHAKE_TIMEOUT_S", 0.5)
+    session, server = shared
+    async with aiohttp.ClientSession() as http, contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(relaying(session, server, max_viewers=1))  # the desktop's one place
+        liar = await http.ws_connect(f"http://127.0.0.1:{server.port}/ws")
+        await liar.send_json({"type": "hello", "room": session.keys.room, "role": "relay"})
+        await liar.send_json({"type": "capacity", "viewers": 8})  # placed below the first relay, it never answers
+        seats = server._rooms[session.keys.room].tree.seats
+        await wait_until(lambda: any(seat.capacity == 8 for seat in seats.values()))
+        honest = RelaySession(link_of(session, server, Role.VIEW), RelayOptions(max_viewers=2, ice=LOOPBACK))
+        await honest.start()
+        stack.push_async_callback(honest.stop)
+        await wait_until(lambda: honest.peer_id != "")
+        first_socket = honest.peer_id
+        await wait_until(lambda: honest.peer_id not in ("", first_socket))  # gave up on the liar, joined again
+        await liar.close()
+        await ready(honest)
 
 
 async def test_a_relay_keeps_its_viewers_while_the_desktop_is_away(

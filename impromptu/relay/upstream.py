@@ -3,9 +3,10 @@ signaling server assigns — and again whenever it reassigns.
 
 The relay joins as ``role: relay`` and answers its upstream's offer like any viewer. A fresh offer on the same
 socket (its upstream went away and the server moved it) replaces the connection; the relay's own viewers, which
-hang off the same socket, stay. When the connection fails and no new one follows within ``REOFFER_GRACE_S`` (and
-the server has not said we wait for the desktop, which it would then offer us), or the socket closes, the relay
-joins again on a new socket, after a backoff.
+hang off the same socket, stay. When the connection fails and no new one follows within ``REOFFER_GRACE_S``, or
+none comes up within ``HANDSHAKE_TIMEOUT_S`` of joining (in both cases unless the server has said we wait for a
+place, which it would then offer us), or the socket closes, the relay joins again on a new socket, after a
+backoff.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ import aiohttp
 from impromptu.errors import ImpromptuError
 from impromptu.link import ViewerLink
 from impromptu.rtc.ice import IcePolicy
-from impromptu.rtc.viewer import DesktopConnection
+from impromptu.rtc.offers import UNAUTHORISED
+from impromptu.rtc.viewer import DesktopConnection, Rejected
 
 logger = logging.getLogger(__name__)
 
 REOFFER_GRACE_S = 5.0
 """After the connection fails, how long to wait for the server to send a new offer on the same socket."""
+HANDSHAKE_TIMEOUT_S = 15.0
+"""From joining to an open connection (unless the server says we wait for a place): as long as a page gives it. An
+upstream that never offers, or whose offer never connects, is not waited for forever."""
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
 BACKOFF_JITTER = 0.2
@@ -141,6 +146,7 @@ class Upstream:
             try:
                 await conn.start()
                 self._on_socket()
+                self._arm_grace(HANDSHAKE_TIMEOUT_S)
                 closed = asyncio.ensure_future(conn.closed.wait())
                 give_up = asyncio.ensure_future(self._give_up.wait())
                 try:
@@ -150,11 +156,11 @@ class Upstream:
                     give_up.cancel()
                 if conn.error is not None:
                     raise conn.error
-                logger.warning("upstream: the connection failed and no new one came within %g s", REOFFER_GRACE_S)
+                logger.warning("upstream: no working connection came in time")
             except Exception as exc:
-                if not self._ever_open:
+                if not self._ever_open and not (isinstance(exc, Rejected) and exc.reason != UNAUTHORISED):
                     # Before we were ever connected, this is most likely the link (a wrong key, a desktop that is
-                    # not there): say so rather than retry for ever.
+                    # not there): say so rather than retry for ever. A place that was full is worth another try.
                     error = exc if isinstance(exc, ImpromptuError) else ImpromptuError(f"upstream: {exc}")
                     self.failed.set_result(error)
                     return
@@ -186,11 +192,11 @@ class Upstream:
             self._on_lost()
         self._arm_grace()
 
-    def _arm_grace(self) -> None:
+    def _arm_grace(self, delay: float = REOFFER_GRACE_S) -> None:
         self._cancel_grace()
         conn = self._conn
         offers = conn.offers if conn is not None else 0
-        self._grace = asyncio.get_running_loop().call_later(REOFFER_GRACE_S, self._grace_over, conn, offers)
+        self._grace = asyncio.get_running_loop().call_later(delay, self._grace_over, conn, offers)
 
     def _grace_over(self, conn: DesktopConnection | None, offers: int) -> None:
         self._grace = None

@@ -19,6 +19,10 @@ ANSWER_TIMEOUT_S = 30.0
 """An offer that has not led to a connection by then is dropped, with its sockets."""
 
 
+UNAUTHORISED = "not authorised"
+"""The ``reject`` reason for an answer no key of ours made: the one a viewer should not retry."""
+
+
 class ViewerOffers:
     """Offers a :class:`ViewerPeer` to each viewer that joins, and accepts its answer if its MAC proves a role.
 
@@ -98,7 +102,9 @@ class ViewerOffers:
         elif kind == "leave":
             viewer = self._peers.get(peer)
             if viewer is not None and not viewer.is_open:
-                self._release(viewer)  # gone before it connected; a connected viewer stays P2P
+                # Gone before it connected (a connected viewer stays P2P). Its place is free at once: the server
+                # may send the join that takes it right behind this leave.
+                self._drop(peer, viewer)
 
     def forget(self, viewer: ViewerPeer) -> bool:
         """``viewer`` has closed: release its sockets, and forget it and its role if it is still the current viewer
@@ -117,9 +123,14 @@ class ViewerOffers:
         the signaling socket its offer went over is gone, and with it the server's memory of that offer."""
         for peer_id, viewer in list(self._peers.items()):
             if not viewer.is_open:
-                self._release(viewer)
-                del self._peers[peer_id]
-                self._roles.pop(peer_id, None)
+                self._drop(peer_id, viewer)
+
+    def _drop(self, peer_id: str, viewer: ViewerPeer) -> None:
+        """Close a viewer that never connected and forget it now, not once its close has run: the owner had
+        nothing of it to clean up."""
+        self._release(viewer)
+        del self._peers[peer_id]
+        self._roles.pop(peer_id, None)
 
     def halt(self) -> None:
         """Handle no more signaling and send no more offers (idempotent). ``stop()`` begins with this; an owner
@@ -199,7 +210,7 @@ class ViewerOffers:
         role = self._answer_role(peer_id, sdp, mac)
         if role is None:
             logger.warning("viewer %s: answer failed its MAC check; rejected", peer_id)
-            self._send_signal({"type": "reject", "peer": peer_id, "reason": "not authorised"})
+            self._send_signal({"type": "reject", "peer": peer_id, "reason": UNAUTHORISED})
             await self._closed(viewer)
             return
         self._roles[peer_id] = role

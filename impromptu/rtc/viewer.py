@@ -35,6 +35,14 @@ def _ignore() -> None:
     pass
 
 
+class Rejected(ImpromptuError):
+    """The desktop (or the relay that offered) refused this viewer; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the desktop refused this viewer: {reason or 'no reason given'}")
+        self.reason = reason
+
+
 class DesktopConnection:
     """One viewer's connection to the desktop behind ``link`` (directly, or through a relay).
 
@@ -182,7 +190,7 @@ class DesktopConnection:
                 if not self._answered:
                     await self._answer(sdp, mac, message.get("relay") is True)
             elif kind == "reject":
-                raise ImpromptuError(f"the desktop refused this viewer: {message.get('reason', 'no reason given')}")
+                raise Rejected(str(message.get("reason", "")))
             elif kind in ("waiting", "desktop-gone"):
                 if self._follow and self._answered:
                     await self._replace()  # whatever is left of the old connection goes (§7)
