@@ -15,6 +15,8 @@ import aiohttp
 import typer
 
 from impromptu.errors import ImpromptuError, UsageError
+from impromptu.relay.session import DEFAULT_MAX_VIEWERS as DEFAULT_RELAY_VIEWERS
+from impromptu.relay.session import MAX_VIEWERS as MAX_RELAY_VIEWERS
 from impromptu.rtc import IcePolicy
 from impromptu.runner import RunOptions, run_share, run_vdisplay
 from impromptu.session import MAX_PEERS
@@ -240,8 +242,8 @@ def relay(
     ],
     max_viewers: Annotated[
         int,
-        typer.Option("--max-viewers", metavar="N", help="Serve at most N viewers (0 to 64)."),
-    ] = 8,
+        typer.Option("--max-viewers", metavar="N", help=f"Serve at most N viewers (0 to {MAX_RELAY_VIEWERS})."),
+    ] = DEFAULT_RELAY_VIEWERS,
     bind: Annotated[
         list[str] | None,
         typer.Option(
@@ -271,22 +273,18 @@ def relay(
     try:
         if url == "-":
             url = sys.stdin.readline().strip()
-        link = ViewerLink.parse(url)
-        if not 0 <= max_viewers <= 64:
-            raise UsageError(f"--max-viewers {max_viewers}: a relay serves 0 to 64 viewers")
         for address in bind or ():
             try:
                 ipaddress.ip_address(address)
             except ValueError:
                 raise UsageError(f"--bind {address!r} is not an IP address") from None
         try:
+            link = ViewerLink.parse(url)
             ice = IcePolicy(addresses=tuple(bind or ()), servers=tuple(ice_server or ()))
+            options = RelayOptions(max_viewers=max_viewers, ice=ice, ssl_context=_pinned(tls_fingerprint))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        options = RelayOptions(max_viewers=max_viewers, ice=ice, ssl_context=_pinned(tls_fingerprint))
         code = asyncio.run(run_relay(link, options))
-    except ValueError as exc:
-        _fail(UsageError(str(exc)))
     except ImpromptuError as exc:
         _fail(exc)
     _exit_with(code)
