@@ -480,3 +480,12 @@ class Sampler:
         percent["machine"] = pct(machine)
         percent["foreign"] = max(0.0, pct(machine - (last.own - first.own)))
         return percent, elapsed
+
+
+def series_failures(rows: Sequence[dict[str, Any]], bench: str, labels: dict[str, str]) -> dict[str, str]:
+    """One line per size and mode of a size × mode × N benchmark that failed (rows with an ``error``)."""
+    found: dict[str, str] = {}
+    for r in rows:
+        if "error" in r:
+            found.setdefault(f"{bench} {r['size']} {labels[r['mode']]}", r["error"])
+    return found

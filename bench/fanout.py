@@ -36,6 +36,7 @@ from bench.common import (
     log,
     median,
     receiving_spans,
+    series_failures,
     size_name,
     table,
     wait_until_quiet,
@@ -159,11 +160,7 @@ def run(sizes: Sequence[tuple[int, int]] = SIZES, quick: bool = False) -> list[d
 
 def failures(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """One line per size and mode that failed."""
-    found: dict[str, str] = {}
-    for r in rows:
-        if "error" in r:
-            found.setdefault(f"fanout {r['size']} {MODE_LABELS[r['mode']]}", r["error"])
-    return found
+    return series_failures(rows, "fanout", MODE_LABELS)
 
 
 def _index(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:

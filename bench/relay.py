@@ -72,6 +72,7 @@ from bench.common import (  # noqa: E402
     log,
     median,
     receiving_spans,
+    series_failures,
     size_name,
     table,
     wait_until_quiet,
@@ -708,11 +709,7 @@ def _series(
 
 def failures(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """One line per size and mode that failed."""
-    found: dict[str, str] = {}
-    for r in rows:
-        if "error" in r:
-            found.setdefault(f"relay {r['size']} {MODE_LABELS[r['mode']]}", r["error"])
-    return found
+    return series_failures(rows, "relay", MODE_LABELS)
 
 
 def _index(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:

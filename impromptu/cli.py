@@ -60,6 +60,22 @@ OneControllerOpt = Annotated[
     ),
 ]
 
+LinkArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="URL",
+        help="The operator or view-only link the desktop printed, or - to read it from standard input "
+        "(keeps its key out of the process list).",
+    ),
+]
+TlsFingerprintOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-fingerprint",
+        metavar="SHA256",
+        help="Trust an https desktop whose certificate has this SHA-256 fingerprint (as the desktop prints it).",
+    ),
+]
 MaxDirectOpt = Annotated[
     int,
     typer.Option(
@@ -170,28 +186,14 @@ def share(
 
 @app.command("probe")
 def probe(
-    url: Annotated[
-        str,
-        typer.Argument(
-            metavar="URL",
-            help="The operator or view-only link the desktop printed, or - to read it from standard input "
-            "(keeps its key out of the process list).",
-        ),
-    ],
+    url: LinkArg,
     seconds: Annotated[
         float, typer.Option("--seconds", metavar="N", help="Receive for N seconds after the first keyframe.", min=0)
     ] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     ice_address: IceAddressOpt = None,
     ice_server: IceServerOpt = None,
-    tls_fingerprint: Annotated[
-        str | None,
-        typer.Option(
-            "--tls-fingerprint",
-            metavar="SHA256",
-            help="Trust an https desktop whose certificate has this SHA-256 fingerprint (as the desktop prints it).",
-        ),
-    ] = None,
+    tls_fingerprint: TlsFingerprintOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Join a shared desktop as a headless viewer, check its stream, and report frame rate, bitrate, frame loss
@@ -200,8 +202,7 @@ def probe(
 
     _setup_logging(verbose)
     try:
-        if url == "-":
-            url = sys.stdin.readline().strip()
+        url = _link_text(url)
         try:
             ice = IcePolicy(addresses=tuple(ice_address or ()), servers=tuple(ice_server or ()))
         except ValueError as exc:
@@ -218,6 +219,11 @@ def probe(
     _exit_with(0 if report.ok else 1)
 
 
+def _link_text(url: str) -> str:
+    """A link given as an argument, or read from standard input for ``-``."""
+    return sys.stdin.readline().strip() if url == "-" else url
+
+
 def _pinned(fingerprint: str | None) -> aiohttp.Fingerprint | None:
     if fingerprint is None:
         return None
@@ -232,14 +238,7 @@ def _pinned(fingerprint: str | None) -> aiohttp.Fingerprint | None:
 
 @app.command("relay")
 def relay(
-    url: Annotated[
-        str,
-        typer.Argument(
-            metavar="URL",
-            help="The operator or view-only link the desktop printed, or - to read it from standard input "
-            "(keeps its key out of the process list).",
-        ),
-    ],
+    url: LinkArg,
     max_viewers: Annotated[
         int,
         typer.Option("--max-viewers", metavar="N", help=f"Serve at most N viewers (0 to {MAX_RELAY_VIEWERS})."),
@@ -254,14 +253,7 @@ def relay(
         ),
     ] = None,
     ice_server: IceServerOpt = None,
-    tls_fingerprint: Annotated[
-        str | None,
-        typer.Option(
-            "--tls-fingerprint",
-            metavar="SHA256",
-            help="Trust an https desktop whose certificate has this SHA-256 fingerprint (as the desktop prints it).",
-        ),
-    ] = None,
+    tls_fingerprint: TlsFingerprintOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Relay a shared desktop: receive its stream as a viewer and serve it, unchanged, to viewers of its own,
@@ -271,8 +263,7 @@ def relay(
 
     _setup_logging(verbose)
     try:
-        if url == "-":
-            url = sys.stdin.readline().strip()
+        url = _link_text(url)
         for address in bind or ():
             try:
                 ipaddress.ip_address(address)

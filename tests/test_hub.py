@@ -118,8 +118,8 @@ def test_how_far_behind_a_viewer_may_be_follows_the_bitrate() -> None:
     assert abs(hub.limit() - 1_500_000) <= 75_000, "one frame either way at the edge of the window"
 
 
-def test_a_viewer_that_drains_while_the_screen_is_still_asks_for_its_keyframe() -> None:
-    """Nothing is published while nothing changes on screen: the drain itself must get the viewer going again."""
+def a_viewer_behind() -> tuple[Hub, Sink, list[int]]:
+    """A hub whose one viewer got a keyframe, then fell behind; the keyframe requests made since."""
     requests: list[int] = []
     hub = Hub(lambda: requests.append(1))
     slow = Sink("slow")
@@ -128,6 +128,12 @@ def test_a_viewer_that_drains_while_the_screen_is_still_asks_for_its_keyframe() 
     slow.buffered_amount = hub.limit() + 1
     hub.publish(chunk(1))  # behind: from now on the screen is still, no more frames
     requests.clear()
+    return hub, slow, requests
+
+
+def test_a_viewer_that_drains_while_the_screen_is_still_asks_for_its_keyframe() -> None:
+    """Nothing is published while nothing changes on screen: the drain itself must get the viewer going again."""
+    hub, slow, requests = a_viewer_behind()
     ((threshold, drained),) = slow.drained
     assert threshold == hub.limit() // 4
     slow.buffered_amount = 0
@@ -135,3 +141,11 @@ def test_a_viewer_that_drains_while_the_screen_is_still_asks_for_its_keyframe() 
     assert requests == [1], "the drain asks for a keyframe, which wakes the encoder"
     hub.publish(chunk(2, key=True))
     assert slow.frames == [0, 2]
+
+
+def test_a_viewer_removed_while_behind_asks_for_nothing_when_its_channel_drains() -> None:
+    hub, slow, requests = a_viewer_behind()
+    hub.remove("slow")
+    ((_, drained),) = slow.drained
+    drained()
+    assert requests == []

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from impromptu.stream.backlog import MAX_BUFFERED, Backlog, StreamRate, VideoSink
 from impromptu.stream.framing import FLAG_KEYFRAME, HEADER, HEADER_SIZE, MAX_PAYLOAD, SEQ_MOD, VERSION, seq_newer
-from impromptu.stream.hub import MAX_BUFFERED, MAX_LAG_S, MIN_BUFFERED, RATE_WINDOW_S, VideoSink
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,6 @@ class _Surface:
         return 0 if self.newest is None else (self.newest - seq) % SEQ_MOD
 
 
-class _Viewer:
-    __slots__ = ("behind", "sink", "skipped", "skipped_total", "started")
-
-    def __init__(self, sink: VideoSink) -> None:
-        self.sink = sink
-        self.behind = False
-        self.started: set[int] = set()
-        """Surfaces on which this viewer got a keyframe and has not missed a frame since."""
-        self.skipped: dict[int, int] = {}
-        """Per surface, frames skipped since the viewer fell behind (not those before its first keyframe)."""
-        self.skipped_total = 0
-
-
 class Forwarder:
     """Forwards upstream ``video`` messages to viewers.
 
@@ -101,11 +88,9 @@ class Forwarder:
         self._request_keyframe = request_keyframe
         self._on_skipped = on_skipped
         self._on_keyframe = on_keyframe
-        self._clock = clock
-        self._viewers: dict[str, _Viewer] = {}
+        self._viewers: dict[str, Backlog] = {}
         self._surfaces: dict[int, _Surface] = {}
-        self._recent: deque[tuple[float, int]] = deque()
-        self._recent_bytes = 0
+        self._rate = StreamRate(clock)
         self.dropped = 0
         """Malformed, duplicate or stale fragments from upstream that were not forwarded."""
 
@@ -117,8 +102,7 @@ class Forwarder:
 
     def limit(self) -> int:
         """The bytes a viewer may have waiting before it counts as behind (as the hub's)."""
-        rate = self._recent_bytes / RATE_WINDOW_S
-        return int(min(MAX_BUFFERED, max(MIN_BUFFERED, rate * MAX_LAG_S)))
+        return self._rate.limit()
 
     def skipped(self, viewer_id: str) -> int:
         """Frames skipped in all for this viewer because it was behind."""
@@ -132,7 +116,7 @@ class Forwarder:
         """A viewer is ready for video. Where one of the kept frames of a surface is a keyframe, it gets the newest
         such keyframe (what has arrived of it, and the rest as it comes) and the frame after it; on other surfaces
         it waits for the next keyframe, which the caller asks for."""
-        viewer = _Viewer(sink)
+        viewer = Backlog(sink, self._caught_up, logger)
         self._viewers[sink.id] = viewer
         for surface_id, surface in self._surfaces.items():
             kept = sorted(
@@ -201,7 +185,7 @@ class Forwarder:
             return self._drop("fragments exceed the frame size")
         frame.indices.add(index)
         frame.received += payload
-        self._measure(len(message))
+        self._rate.measure(len(message))
         if frame.messages is not None:
             if frame.kept + len(message) <= MAX_KEPT_BYTES:
                 frame.messages.append(message)
@@ -226,54 +210,17 @@ class Forwarder:
                 old.messages = None
         limit = self.limit()
         for viewer in self._viewers.values():
-            if self._admit(viewer, surface_id, frame, limit):
+            if viewer.admit(surface_id, frame.keyframe, limit):
+                skipped = viewer.take_skipped(surface_id)
+                if skipped:
+                    self._on_skipped(viewer.sink.id, surface_id, skipped)
                 frame.recipients.add(viewer.sink.id)
         return frame
 
-    def _admit(self, viewer: _Viewer, surface: int, frame: _Frame, limit: int) -> bool:
-        """Whether ``viewer`` gets this new frame (the hub's rules, frame by frame)."""
-        buffered = viewer.sink.buffered_amount
-        if buffered > limit or (viewer.behind and buffered > limit // 4):
-            if not viewer.behind:
-                logger.info("viewer %s is behind: skipping frames until it catches up", viewer.sink.id)
-                # Nothing may come from upstream while the screen is still: the drain itself asks for the keyframe
-                # that gets the viewer going again.
-                viewer.sink.notify_drained(limit // 4, self._drained(viewer))
-            viewer.behind = True
-            viewer.started.clear()
-            viewer.skipped[surface] = viewer.skipped.get(surface, 0) + 1
-            return False
-        if viewer.behind:
-            # Caught up: one keyframe per surface gets it going again (asked for once, not on every skipped frame).
-            viewer.behind = False
-            for waiting in self._surfaces:
-                self._request_keyframe(waiting)
-        if surface not in viewer.started:
-            if not frame.keyframe:
-                if viewer.skipped.get(surface):
-                    viewer.skipped[surface] += 1  # after falling behind; before the first keyframe, nothing is missed
-                return False
-            viewer.started.add(surface)
-        skipped = viewer.skipped.pop(surface, 0)
-        if skipped:
-            viewer.skipped_total += skipped
-            self._on_skipped(viewer.sink.id, surface, skipped)
-        return True
-
-    def _drained(self, viewer: _Viewer) -> Callable[[], None]:
-        def drained() -> None:
-            if viewer.behind and self._viewers.get(viewer.sink.id) is viewer:
-                for surface in self._surfaces:
-                    self._request_keyframe(surface)  # the next frame finds it drained and resumes it on that keyframe
-
-        return drained
-
-    def _measure(self, size: int) -> None:
-        now = self._clock()
-        self._recent.append((now, size))
-        self._recent_bytes += size
-        while self._recent and self._recent[0][0] < now - RATE_WINDOW_S:
-            self._recent_bytes -= self._recent.popleft()[1]
+    def _caught_up(self, viewer: Backlog) -> None:
+        if self._viewers.get(viewer.sink.id) is viewer:
+            for surface in self._surfaces:  # one keyframe per surface gets it going again
+                self._request_keyframe(surface)
 
     def _drop(self, why: str) -> None:
         self.dropped += 1

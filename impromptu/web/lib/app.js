@@ -5,6 +5,7 @@
 import { CanvasDecoder } from './decoder.js';
 import { InputCapture } from './input.js';
 import { linkKeys, parseLinkFragment } from './keys.js';
+import { fillNotice } from './notice.js';
 import { PeerSession } from './peer.js';
 import { ControlGate } from './presence.js';
 import { Reassembler, controlMessages, parseControl } from './protocol.js';
@@ -142,15 +143,7 @@ function showNotice(state, title, lines) {
   document.body.dataset.state = state;
   ui.state.textContent = `${STATE_TEXT[state]}: ${title}`;
   ui.overlay.hidden = true;
-  const h = document.createElement('h1');
-  h.textContent = title;
-  ui.notice.replaceChildren(h);
-  for (const line of lines) {
-    const p = document.createElement('p');
-    p.textContent = line;
-    ui.notice.append(p);
-  }
-  ui.notice.hidden = false;
+  fillNotice(ui.notice, title, lines);
   ui.fit.hidden = true;
   canvas.hidden = true;
 }

@@ -308,6 +308,23 @@ export class Reassembler {
 
 // ---- control messages (§5) ----
 
+/**
+ * The JSON object with a string `type` that every control and signaling message is: `{ok: true, raw}`, or
+ * `{ok: false, reason}` with `reason` 'not JSON' or 'not an object with a type'. The caller checks the fields.
+ */
+export function parseTyped(text) {
+  let raw;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || typeof raw.type !== 'string') {
+    return { ok: false, reason: 'not an object with a type' };
+  }
+  return { ok: true, raw };
+}
+
 const isInt = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
 // Peer ids are made by the signaling server (16 hex digits today); a page only shows and compares them.
 export const isPeer = (v) => typeof v === 'string' && v.length > 0 && v.length <= 256;
@@ -336,14 +353,9 @@ function parseRelayed(raw) {
  */
 export function parseControl(text) {
   if (typeof text !== 'string') return { ok: false, reason: 'not text' };
-  let raw;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return { ok: false, reason: 'not JSON' };
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { ok: false, reason: 'not an object' };
-  if (typeof raw.type !== 'string') return { ok: false, reason: 'no type' };
+  const parsed = parseTyped(text);
+  if (!parsed.ok) return parsed;
+  const raw = parsed.raw;
   switch (raw.type) {
     case 'config': {
       const { surface, codec, width, height, fps } = raw;

@@ -4,6 +4,7 @@
 
 import { CanvasDecoder } from './decoder.js';
 import { linkKeys, offerMac, parseLinkFragment, verifyAnswerMac } from './keys.js';
+import { fillNotice } from './notice.js';
 import { PeerSession, gatheringComplete } from './peer.js';
 import { Reassembler, controlMessages, parseControl } from './protocol.js';
 import {
@@ -543,15 +544,7 @@ function showNotice(state, title, lines) {
   document.body.dataset.state = state;
   ui.state.textContent = `Relay stopped: ${title}`;
   ui.overlay.hidden = true;
-  const h = document.createElement('h1');
-  h.textContent = title;
-  ui.notice.replaceChildren(h);
-  for (const line of lines) {
-    const p = document.createElement('p');
-    p.textContent = line;
-    ui.notice.append(p);
-  }
-  ui.notice.hidden = false;
+  fillNotice(ui.notice, title, lines);
   canvas.hidden = true;
   ui.panel.hidden = true;
   document.body.classList.add('stopped');

@@ -4,7 +4,16 @@
 // and the presence it passes down. The connections themselves are relay-app.js's business.
 
 import { MAX_SEALED_MESSAGE } from './keys.js';
-import { MAX_PAYLOAD, MAX_RELAYED, isPeer, needsRole, parseFragment, seqDiff, validateHeader } from './protocol.js';
+import {
+  MAX_PAYLOAD,
+  MAX_RELAYED,
+  isPeer,
+  needsRole,
+  parseFragment,
+  parseTyped,
+  seqDiff,
+  validateHeader,
+} from './protocol.js';
 
 /** Forced keyframes: at most one per this long per surface, as the desktop does (§6). */
 export const KEYFRAME_INTERVAL_MS = 250;
@@ -414,15 +423,9 @@ const BOX_RE = /^[A-Za-z0-9_-]+$/;
 export function parseDownstream(text) {
   if (typeof text !== 'string') return { ok: false, reason: 'not text' };
   if (text.length > MAX_REPORT_TEXT) return { ok: false, reason: 'too long' };
-  let raw;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return { ok: false, reason: 'not JSON' };
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || typeof raw.type !== 'string') {
-    return { ok: false, reason: 'not an object with a type' };
-  }
+  const parsed = parseTyped(text);
+  if (!parsed.ok) return parsed;
+  const raw = parsed.raw;
   if (raw.type !== 'relay.viewers' && text.length > MAX_DOWNSTREAM_TEXT) return { ok: false, reason: 'too long' };
   switch (raw.type) {
     case 'keyframe.request':

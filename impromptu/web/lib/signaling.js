@@ -2,6 +2,8 @@
 // A relay (§7) also speaks the desktop's side for its own viewers: join → offer → answer, leave.
 // One socket per connection attempt; every server message is validated and malformed ones are dropped.
 
+import { parseTyped } from './protocol.js';
+
 export const MAX_MESSAGE = 64 * 1024;
 const ROOM_RE = /^[A-Za-z0-9_-]{22}$/;
 
@@ -21,15 +23,9 @@ const str = (v, max) => typeof v === 'string' && v.length > 0 && v.length <= max
 export function parseServerMessage(text, role = 'viewer') {
   if (typeof text !== 'string') return { ok: false, reason: 'binary message' };
   if (text.length > MAX_MESSAGE) return { ok: false, reason: 'message over 64 KiB' };
-  let raw;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return { ok: false, reason: 'not JSON' };
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || typeof raw.type !== 'string') {
-    return { ok: false, reason: 'not an object with a type' };
-  }
+  const parsed = parseTyped(text);
+  if (!parsed.ok) return parsed;
+  const raw = parsed.raw;
   switch (raw.type) {
     case 'welcome':
       if (!str(raw.peer, 256)) return { ok: false, reason: 'welcome.peer' };
