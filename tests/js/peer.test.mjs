@@ -101,13 +101,17 @@ class FakePC extends EventTarget {
   }
 }
 
-/** Let promises and WebCrypto (which runs off the main thread) make progress until `cond()` holds. */
-async function until(cond, what = 'condition') {
-  for (let i = 0; i < 2000; i++) {
-    if (cond()) return;
+/**
+ * Let promises and WebCrypto (which runs off the main thread) make progress until `cond()` holds. Bounded by the
+ * wall clock (timers are faked, `Date` is not), not by a count of turns: on a loaded machine WebCrypto's first key
+ * import alone can take longer than a few thousand turns of the loop.
+ */
+async function until(cond, what = 'condition', withinMs = 10_000) {
+  const deadline = Date.now() + withinMs;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setImmediate(r));
   }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 function makeSession(extra = {}) {
