@@ -281,6 +281,38 @@ def relay(
     _exit_with(code)
 
 
+@app.command("windows")
+def windows(
+    display: Annotated[
+        str | None, typer.Option("--display", metavar=":N", help="The X display to look at. Default: $DISPLAY.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array of window objects.")] = False,
+) -> None:
+    """List the display's top-level windows, bottom to top: id, geometry, pid, class and title."""
+    from impromptu.display.windows import list_windows
+
+    try:
+        target = display or os.environ.get("DISPLAY")
+        if not target:
+            raise UsageError("no display to look at: pass --display :N or set DISPLAY")
+        found = list_windows(target)
+    except ImpromptuError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([w.as_json() for w in found]))
+        return
+    rows = [("ID", "GEOMETRY", "PID", "CLASS", "TITLE")]
+    rows += [(w.id_hex, w.geometry, str(w.pid or "-"), _one_line(w.wm_class) or "-", _one_line(w.title)) for w in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        typer.echo("  ".join([*(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)), row[4]]))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (a title's newline, say) shown as spaces, so a table row stays one line."""
+    return "".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in text)
+
+
 @app.command("doctor")
 def doctor(
     display: Annotated[

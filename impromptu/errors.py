@@ -6,6 +6,7 @@ so a user never sees a traceback for a mistake they can fix. Messages say what h
     ImpromptuError
     ├── UsageError          bad option values (``--size 12``, ``--bind nowhere``)
     ├── DisplayError        Xvfb missing or failing, display unreachable
+    ├── WindowNotFound      no X window matches what was asked for (id, title, class), or none mapped in time
     ├── AppError            the shared COMMAND could not be started
     ├── CaptureError        screen grabbing failed
     ├── EncodeError         no usable encoder, encoder failure
@@ -27,6 +28,10 @@ class UsageError(ImpromptuError):
 
 class DisplayError(ImpromptuError):
     """An X display could not be started or reached."""
+
+
+class WindowNotFound(ImpromptuError):
+    """No X window matches what was asked for, or none was mapped in time."""
 
 
 class AppError(ImpromptuError):

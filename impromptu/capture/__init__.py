@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from impromptu.capture.base import Frame, FrameSource, SurfaceResized
+from impromptu.capture.base import Frame, FrameSource, SurfaceGone, SurfacePaused, SurfaceResized
 from impromptu.errors import CaptureError
 
-__all__ = ["Frame", "FrameSource", "SurfaceResized", "open_screen_source"]
+__all__ = [
+    "Frame",
+    "FrameSource",
+    "SurfaceGone",
+    "SurfacePaused",
+    "SurfaceResized",
+    "open_screen_source",
+    "open_window_source",
+]
 
 
 def open_screen_source(display: str) -> FrameSource:
@@ -17,3 +25,12 @@ def open_screen_source(display: str) -> FrameSource:
 
         return X11ScreenSource(display)
     raise CaptureError(f"screen capture is not supported on {sys.platform} yet")
+
+
+def open_window_source(display: str, window_id: int) -> FrameSource:
+    """The capture backend for one window of ``display`` (its own pixels only) on this platform."""
+    if sys.platform.startswith("linux"):
+        from impromptu.capture.window import X11WindowSource
+
+        return X11WindowSource(display, window_id)
+    raise CaptureError(f"window capture is not supported on {sys.platform} yet")

@@ -22,8 +22,26 @@ class SurfaceResized(CaptureError):
     """The surface changed size while it was being grabbed: ``size`` is the new one, and the next grab fits it."""
 
 
+class SurfacePaused(CaptureError):
+    """The surface shows nothing for now (a window unmapped or minimised): nothing to grab until ``changed()``
+    turns true again."""
+
+
+class SurfaceGone(CaptureError):
+    """The surface no longer exists (a window was destroyed): the source will never grab again."""
+
+
 class FrameSource(Protocol):
-    """Grabs pictures of one surface. Used from a single worker thread, which also creates it."""
+    """Grabs pictures of one surface. Used from a single worker thread, which also creates it.
+
+    ``grab`` raises, besides a plain ``CaptureError`` for a failure:
+
+    - ``SurfaceResized`` once after the surface changed size: ``size`` already has the new one (a new encoder is
+      due), and the next ``grab`` returns a frame of that size;
+    - ``SurfacePaused`` while the surface shows nothing (a window unmapped or minimised). ``changed()`` stays false
+      meanwhile and turns true when there is something to show again, and the next ``grab`` returns a frame;
+    - ``SurfaceGone`` when the surface has ended (a window destroyed): for good, the source should be closed.
+    """
 
     @property
     def size(self) -> tuple[int, int]:
@@ -37,7 +55,7 @@ class FrameSource(Protocol):
         """Whether the surface may have changed since the last ``grab`` (cheap; no pixels are read)."""
 
     def grab(self) -> Frame:
-        """Read the surface's current pixels; ``SurfaceResized`` if it changed size meanwhile."""
+        """Read the surface's current pixels; ``SurfaceResized``, ``SurfacePaused`` or ``SurfaceGone`` as above."""
 
     def close(self) -> None:
         """Release the source (idempotent)."""
