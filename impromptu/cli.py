@@ -13,6 +13,7 @@ from typing import Annotated
 
 import aiohttp
 import typer
+from typer.core import TyperCommand
 
 from impromptu.errors import ImpromptuError, UsageError
 from impromptu.relay.session import DEFAULT_MAX_VIEWERS as DEFAULT_RELAY_VIEWERS
@@ -87,6 +88,50 @@ MaxDirectOpt = Annotated[
         f"Default: {MAX_PEERS}.",
     ),
 ]
+WindowIdOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--window",
+        metavar="ID",
+        help="Share this window (its id, e.g. 0x1a00004, as `impromptu windows` prints it) instead of the whole "
+        "display (repeatable: each window is a surface of its own).",
+    ),
+]
+WindowTitleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--window-title",
+        metavar="REGEX",
+        help="Share the (topmost) window whose title matches REGEX (repeatable).",
+    ),
+]
+WindowClassOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--window-class",
+        metavar="NAME",
+        help="Share the (topmost) window whose WM_CLASS class or instance is NAME, ignoring case (repeatable). "
+        "Surfaces are numbered from 1 in the order the --window… options are given.",
+    ),
+]
+
+_WINDOW_OPTIONS = ("--window", "--window-title", "--window-class")
+
+
+class _WindowOrder(TyperCommand):
+    """Remembers the order in which the ``--window…`` options were given (``ctx.meta["window_order"]``), which
+    click does not keep across different options: surfaces are numbered in that order (protocol.md §8)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        order = []
+        for arg in args:
+            if arg == "--":
+                break  # COMMAND's own arguments follow
+            name = arg.split("=", 1)[0]
+            if name in _WINDOW_OPTIONS:
+                order.append(name)
+        ctx.meta["window_order"] = tuple(order)
+        return super().parse_args(ctx, args)
 
 
 def _options(
@@ -98,8 +143,16 @@ def _options(
     tls_key: Path | None,
     one_controller: bool,
     max_direct: int = MAX_PEERS,
+    window: list[str] | None = None,
+    window_title: list[str] | None = None,
+    window_class: list[str] | None = None,
+    window_order: tuple[str, ...] = (),
 ) -> RunOptions:
     return RunOptions.parse(
+        window_order=window_order,
+        window_ids=tuple(window or ()),
+        window_titles=tuple(window_title or ()),
+        window_classes=tuple(window_class or ()),
         fps=fps,
         one_controller=one_controller,
         max_direct=max_direct,
@@ -128,8 +181,9 @@ def _exit_with(code: int) -> None:
     raise typer.Exit(code)
 
 
-@vdisplay_app.command("run", context_settings={"allow_interspersed_args": False})
+@vdisplay_app.command("run", cls=_WindowOrder, context_settings={"allow_interspersed_args": False})
 def vdisplay_run(
+    ctx: typer.Context,
     command: Annotated[
         list[str],
         typer.Argument(metavar="COMMAND", help="The app to run on the display, with its arguments, after `--`."),
@@ -143,12 +197,30 @@ def vdisplay_run(
     tls_key: TlsKeyOpt = None,
     one_controller: OneControllerOpt = False,
     max_direct: MaxDirectOpt = MAX_PEERS,
+    window: WindowIdOpt = None,
+    window_title: WindowTitleOpt = None,
+    window_class: WindowClassOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status."""
+    """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status.
+
+    With --window options, waits for COMMAND's own windows to be mapped and shares those only."""
     _setup_logging(verbose)
     try:
-        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller, max_direct)
+        options = _options(
+            fps,
+            bind,
+            ice_address,
+            ice_server,
+            tls_cert,
+            tls_key,
+            one_controller,
+            max_direct,
+            window,
+            window_title,
+            window_class,
+            ctx.meta.get("window_order", ()),
+        )
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
     except ImpromptuError as exc:
@@ -156,8 +228,9 @@ def vdisplay_run(
     _exit_with(code)
 
 
-@app.command("share")
+@app.command("share", cls=_WindowOrder)
 def share(
+    ctx: typer.Context,
     display: Annotated[
         str | None, typer.Option("--display", metavar=":N", help="The X display to share. Default: $DISPLAY.")
     ] = None,
@@ -169,15 +242,32 @@ def share(
     tls_key: TlsKeyOpt = None,
     one_controller: OneControllerOpt = False,
     max_direct: MaxDirectOpt = MAX_PEERS,
+    window: WindowIdOpt = None,
+    window_title: WindowTitleOpt = None,
+    window_class: WindowClassOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Share an existing X display until Ctrl-C."""
+    """Share an existing X display until Ctrl-C, or only some of its windows (--window…): then until Ctrl-C or
+    the last of them is closed (exit status 0)."""
     _setup_logging(verbose)
     try:
         target = display or os.environ.get("DISPLAY")
         if not target:
             raise UsageError("no display to share: pass --display :N or set DISPLAY")
-        options = _options(fps, bind, ice_address, ice_server, tls_cert, tls_key, one_controller, max_direct)
+        options = _options(
+            fps,
+            bind,
+            ice_address,
+            ice_server,
+            tls_cert,
+            tls_key,
+            one_controller,
+            max_direct,
+            window,
+            window_title,
+            window_class,
+            ctx.meta.get("window_order", ()),
+        )
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:
         _fail(exc)

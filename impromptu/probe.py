@@ -17,7 +17,7 @@ from typing import Any
 from impromptu.link import ViewerLink
 from impromptu.rtc import IcePolicy
 from impromptu.rtc.viewer import DesktopConnection
-from impromptu.stream.framing import SEQ_MOD, EncodedChunk, Reassembler
+from impromptu.stream.framing import HEADER, HEADER_SIZE, SEQ_MOD, EncodedChunk, Reassembler
 
 logger = logging.getLogger(__name__)
 
@@ -302,6 +302,8 @@ class Probe:
             if len(self._early) < 256:  # video overtook the first config: keep it, bounded
                 self._early.append(data)
             return
+        if len(data) >= HEADER_SIZE and HEADER.unpack_from(data)[2] != self._surface:
+            return  # another surface (a shared window, protocol.md §8): its own frame numbers; the probe checks one
         done = self._reassembler.push(data)
         if done is None or done.chunk.surface != self._surface:
             return

@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from impromptu.control import ControlMode
-from impromptu.display import App, Xvfb, parse_size
-from impromptu.errors import ImpromptuError, UsageError
+from impromptu.display import App, WindowInfo, WindowSelector, Xvfb, find_windows, parse_size, wait_for_window
+from impromptu.errors import AppError, ImpromptuError, UsageError
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.rtc.ice import lan_addresses
-from impromptu.session import MAX_PEERS, ShareOptions, ShareSession
+from impromptu.session import MAX_PEERS, ShareOptions, ShareSession, in_daemon_thread
 from impromptu.signaling import SignalingServer
 from impromptu.tls import server_ssl_context
 
 logger = logging.getLogger(__name__)
+
+WINDOW_WAIT_S = 30.0
+"""How long ``vdisplay run --window…`` waits for the app's window to be mapped."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class RunOptions:
     tls_key: Path | None = None
     control: ControlMode = ControlMode.SHARED
     max_direct: int = MAX_PEERS
+    windows: tuple[WindowSelector, ...] = ()
+    """Windows to share (``--window``, ``--window-title``, ``--window-class``), one surface each, in this order;
+    none: the whole display."""
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -57,6 +63,10 @@ class RunOptions:
         tls_key: Path | None,
         one_controller: bool = False,
         max_direct: int = MAX_PEERS,
+        window_ids: tuple[str, ...] = (),
+        window_titles: tuple[str, ...] = (),
+        window_classes: tuple[str, ...] = (),
+        window_order: tuple[str, ...] = (),
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
@@ -64,7 +74,46 @@ class RunOptions:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         control = ControlMode.ONE if one_controller else ControlMode.SHARED
-        return cls(host, port, fps, ice, tls_cert, tls_key, control, max_direct)
+        given = {
+            "--window": [WindowSelector(ids=(parse_window_id(text),)) for text in window_ids],
+            "--window-title": [WindowSelector(title_regex=regex) for regex in window_titles],
+            "--window-class": [WindowSelector(wm_class=name) for name in window_classes],
+        }
+        counts = {option: sum(1 for o in window_order if o == option) for option in given}
+        if all(counts[option] == len(selectors) for option, selectors in given.items()):
+            windows = tuple(given[option].pop(0) for option in window_order)  # in the order given
+        else:  # the order is unknown (a value that looks like an option): each kind in turn
+            windows = tuple(selector for selectors in given.values() for selector in selectors)
+        return cls(host, port, fps, ice, tls_cert, tls_key, control, max_direct, windows)
+
+
+def parse_window_id(text: str) -> int:
+    """``"0x1a00004"`` (as ``impromptu windows`` prints it) or ``"27262980"`` → the window id."""
+    try:
+        window_id = int(text, 0)
+    except ValueError:
+        window_id = 0
+    if not 0 < window_id < 1 << 32:
+        raise UsageError(f"--window {text!r} is not a window id, e.g. 0x1a00004 (`impromptu windows` lists them)")
+    return window_id
+
+
+def resolve_windows(display: str, selectors: tuple[WindowSelector, ...], pid: int | None) -> tuple[WindowInfo, ...]:
+    """The window each selector picks on ``display`` (the topmost, when several match). Without ``pid``, those
+    there now (``WindowNotFound`` otherwise); with it, blocks until a window of that process tree is mapped for
+    each, for ``WINDOW_WAIT_S`` in all. Two selectors that pick the same window are a ``UsageError``."""
+    found: list[WindowInfo] = []
+    for selector in selectors:
+        if pid is None:
+            window = find_windows(
+                display, ids=selector.ids, title_regex=selector.title_regex, wm_class=selector.wm_class
+            )[-1]
+        else:
+            window = wait_for_window(display, selector, WINDOW_WAIT_S, pid)
+        if any(w.id == window.id for w in found):
+            raise UsageError(f"window {window.id_hex} was picked twice ({selector.describe()}): share it once")
+        found.append(window)
+    return tuple(found)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -107,7 +156,7 @@ class _StopSignals:
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
         self.received: asyncio.Future[int] = loop.create_future()
-        self.interruptible: asyncio.Task[None] | None = None
+        self.interruptible: asyncio.Future[Any] | None = None
         """Work still starting up, which a signal cancels rather than waits for."""
         self._loop = loop
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,14 +178,45 @@ async def _share_until(
     server: SignalingServer, display: str, options: RunOptions, app: App | None, stops: _StopSignals
 ) -> int:
     keys = LinkKeys.generate()
-    session = ShareSession(
-        display,
-        keys,
-        server,
-        ShareOptions(fps=options.fps, ice=options.ice, control=options.control, max_direct=options.max_direct),
-    )
     app_wait: asyncio.Task[int] | None = None
+    session: ShareSession | None = None
     try:
+        windows: tuple[WindowInfo, ...] = ()
+        if options.windows:
+            # vdisplay run: the app's own windows, once it maps them (racing its exit); share: those there now.
+            pid = app.pid if app is not None else None
+            finding = asyncio.ensure_future(in_daemon_thread(resolve_windows, display, options.windows, pid))
+            stops.interruptible = finding  # a signal gives up waiting
+            try:
+                if app is not None:
+                    app_wait = asyncio.ensure_future(app.wait())
+                    await asyncio.wait({finding, app_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not finding.done():
+                        finding.cancel()
+                        wanted = " and ".join(selector.describe() for selector in options.windows)
+                        raise AppError(
+                            f"{app.command[0]} exited (status {app_wait.result()}) before its window ({wanted}) "
+                            "was mapped"
+                        )
+                windows = await finding
+            except asyncio.CancelledError:
+                if stops.received.done():
+                    return stops.received.result()
+                raise
+            finally:
+                stops.interruptible = None
+        session = ShareSession(
+            display,
+            keys,
+            server,
+            ShareOptions(
+                fps=options.fps,
+                ice=options.ice,
+                control=options.control,
+                max_direct=options.max_direct,
+                windows=windows,
+            ),
+        )
         stops.interruptible = asyncio.ensure_future(session.start())
         try:
             await stops.interruptible
@@ -150,15 +230,20 @@ async def _share_until(
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
         print(f"Operator link: {base}#{keys.control_fragment()}", flush=True)
         print(f"View-only link: {base}#{keys.view_fragment()}", flush=True)
-        waiters: set[asyncio.Future[Any]] = {stops.received, session.failed}
+        waiters: set[asyncio.Future[Any]] = {stops.received, session.failed, session.ended}
         if app is not None:
-            app_wait = asyncio.ensure_future(app.wait())
+            if app_wait is None:
+                app_wait = asyncio.ensure_future(app.wait())
             waiters.add(app_wait)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if stops.received.done():
             return stops.received.result()
         if session.failed.done():
             raise ImpromptuError(f"sharing stopped: {session.failed.result()}")
+        if session.ended.done() and not (app_wait is not None and app_wait.done()):
+            # Every shared window was closed: nothing is left to share, which is a normal end (status 0).
+            print(f"impromptu: {session.ended.result()}; sharing ended", file=sys.stderr, flush=True)
+            return 0
         assert app_wait is not None
         code = app_wait.result()
         logger.info("%s exited with status %d", app.command[0] if app else "app", code)
@@ -166,7 +251,8 @@ async def _share_until(
     finally:
         if app_wait is not None and not app_wait.done():
             app_wait.cancel()
-        await session.stop()
+        if session is not None:
+            await session.stop()
 
 
 async def run_vdisplay(options: RunOptions, size: tuple[int, int], command: list[str]) -> int:

@@ -1,7 +1,12 @@
 """A sharing session: one display's capture → encode → hub → viewers, and their input back.
 
-Start order: input sink, capture source and encoder (so the first viewer gets a stream config at once), the
-worker (paused until someone watches), then the seat in the signaling room. Stop runs the other way.
+What is shared is one or more **surfaces** (protocol.md §8): the whole display (surface 0), or shared windows
+(surfaces 1, 2, … in the order given), each with its own capture source, encoder, worker, hub and input
+dispatcher, all to the same viewers over their one pair of channels. A window's surface pauses while the window is
+unmapped and ends when it is destroyed; when every shared window has ended, so does the session (``ended``).
+
+Start order: input sink, capture sources and encoders (so the first viewer gets a stream config at once), the
+workers (paused until someone watches), then the seat in the signaling room. Stop runs the other way.
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
-from impromptu.capture import open_screen_source
+from impromptu.capture import FrameSource, open_screen_source, open_window_source
 from impromptu.control import ControlFloor, ControlMode
+from impromptu.display.windows import WindowInfo
 from impromptu.encode import Encoder
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
 from impromptu.input import InputDispatcher, InputSink, open_input_sink
+from impromptu.input.window import FocusingSink, WindowInput
 from impromptu.link import LinkKeys, Role
 from impromptu.relayed import RelayedViewers
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
@@ -28,7 +36,10 @@ from impromptu.stream.hub import Hub
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SURFACE = 0
+SCREEN = 0
+"""The surface number of the whole display."""
+MAX_TEXT = 200
+"""Longest ``title`` and ``reason`` sent to pages (protocol.md §8)."""
 MAX_PEERS = 32
 """Viewers plus offers awaiting an answer: joins beyond this are rejected before any resources are spent."""
 
@@ -40,9 +51,29 @@ class ShareOptions:
     control: ControlMode = ControlMode.SHARED
     max_direct: int = MAX_PEERS
     """Viewers (relays included) the desktop serves itself; signaling sends later ones to relays."""
+    windows: tuple[WindowInfo, ...] = ()
+    """Windows to share, as surfaces 1, 2, … in this order; none: the whole display, as surface 0."""
 
 
-async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+@dataclass
+class Surface:
+    """One shared surface and everything of its own: its stream (worker → hub) and its input (dispatcher)."""
+
+    number: int
+    window: WindowInfo | None
+    hub: Hub
+    config: dict[str, Any]
+    worker: EncodeWorker | None = None
+    dispatcher: InputDispatcher | None = None
+    state: str = "live"
+    """``"live"``, ``"paused"`` or ``"ended"`` (protocol.md §8)."""
+    reason: str = ""
+
+    def state_message(self) -> dict[str, Any]:
+        return {"type": "surface.state", "surface": self.number, "state": self.state, "reason": self.reason}
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a thread of its own that cannot hold up exit.
 
     Opening an X connection blocks for as long as the server does not answer. ``asyncio.to_thread`` would run it
@@ -92,17 +123,19 @@ class ShareSession:
             on_closed=self._viewer_closed,
         )
         self._attachment: DesktopAttachment | None = None
-        self._worker: EncodeWorker | None = None
-        self._dispatcher: InputDispatcher | None = None
+        self._surfaces: dict[int, Surface] = {}
+        self._members: set[str] = set()
+        """Connected viewers with a verified role: those the hubs send video to."""
         self._sink: InputSink | None = None
-        self._hub = Hub(self._request_keyframe, self._skipped)
         self._floor = ControlFloor(options.control)
         self._relayed = RelayedViewers(keys)
         self._refused_input: set[str] = set()
         self.refused_input = 0
         """Input messages dropped because their viewer may not control (all viewers, since start)."""
-        self._config: dict[str, Any] = {}
+        self._dropped_surface: set[str] = set()
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        """Set, with a one-line message, when every shared window has ended (never for the whole display)."""
         self._started = False
         self._stopped = False
 
@@ -110,45 +143,91 @@ class ShareSession:
         if self._started:
             raise ImpromptuError("a session can only be started once")
         self._started = True
-        sink = await _in_daemon_thread(open_input_sink, self.display)
+        sink = await in_daemon_thread(open_input_sink, self.display)
+        opened: list[tuple[FrameSource, Encoder]] = []
         try:
-            source = await _in_daemon_thread(open_screen_source, self.display)
-            try:
-                width, height = source.size
-                encoder = Encoder(width, height, self._options.fps)
-            except BaseException:
-                source.close()
-                raise
+            for window in self._options.windows or (None,):
+                if window is None:
+                    source: FrameSource = await in_daemon_thread(open_screen_source, self.display)
+                else:
+                    source = await in_daemon_thread(open_window_source, self.display, window.id)
+                try:
+                    width, height = source.size
+                    opened.append((source, Encoder(max(width, 2), max(height, 2), self._options.fps)))
+                except BaseException:
+                    source.close()
+                    raise
         except BaseException:
+            for source, encoder in opened:
+                encoder.close()
+                source.close()
             sink.close()
             raise
         self._sink = sink
-        self._dispatcher = InputDispatcher(sink, width, height)
-        self._config = {
-            "type": "config",
-            "surface": SURFACE,
-            "codec": encoder.codec,
-            "width": width,
-            "height": height,
-            "fps": self._options.fps,
-        }
         loop = asyncio.get_running_loop()
-        self._worker = EncodeWorker(
-            source, encoder, SURFACE, self._hub.publish, self._worker_failed, loop, on_resize=self._resized
-        )
-        self._worker.start()
+        windows: tuple[WindowInfo | None, ...] = self._options.windows or (None,)
+        for index, (window, (source, encoder)) in enumerate(zip(windows, opened, strict=True)):
+            number = SCREEN if window is None else index + 1
+            surface = Surface(
+                number,
+                window,
+                Hub(
+                    partial(self._request_keyframe, number),
+                    partial(self._skipped, number),
+                ),
+                {
+                    "type": "config",
+                    "surface": number,
+                    "codec": encoder.codec,
+                    "width": encoder.width,
+                    "height": encoder.height,
+                    "fps": self._options.fps,
+                },
+            )
+            if window is None:
+                surface.dispatcher = InputDispatcher(sink, encoder.width, encoder.height)
+            else:
+                surface.config["title"] = window.title[:MAX_TEXT]
+                confined = WindowInput(cast(FocusingSink, sink), window.id)
+                surface.dispatcher = InputDispatcher(confined, encoder.width, encoder.height, clamp=True)
+            surface.worker = EncodeWorker(
+                source,
+                encoder,
+                number,
+                surface.hub.publish,
+                self._worker_failed,
+                loop,
+                on_resize=partial(self._resized, number),
+                on_state=partial(self._surface_state, number),
+                watch_idle=window is not None,
+            )
+            self._surfaces[number] = surface
+        for surface in self._surfaces.values():
+            assert surface.worker is not None
+            surface.worker.start()
         self._attachment = self._server.attach_desktop(
             self.keys.room, self._offers.signal, max_direct=min(MAX_PEERS, self._options.max_direct)
         )
-        logger.info("sharing %s as %dx%d %s", self.display, width, height, encoder.codec)
+        logger.info("sharing %s: %s", self.display, self.describe())
 
     def describe(self) -> str:
-        c = self._config
-        return f"{c['width']}x{c['height']} {c['codec']} up to {c['fps']} fps"
+        parts = []
+        for surface in self._surfaces.values():
+            c = surface.config
+            what = f"{c['width']}x{c['height']} {c['codec']} up to {c['fps']} fps"
+            if surface.window is not None:
+                what = f"window {surface.window.id_hex} {surface.window.title[:60]!r}: {what}"
+            parts.append(what)
+        return "; ".join(parts)
+
+    @property
+    def surfaces(self) -> dict[int, Surface]:
+        """The shared surfaces by number (read-only use)."""
+        return self._surfaces
 
     @property
     def viewers(self) -> int:
-        return len(self._hub)
+        return len(self._members)
 
     async def stop(self) -> None:
         if self._stopped or not self._started:
@@ -158,8 +237,9 @@ class ShareSession:
         if self._attachment is not None:
             self._attachment.detach()
         await self._offers.stop()
-        if self._worker is not None:
-            await asyncio.to_thread(self._worker.stop)
+        for surface in self._surfaces.values():
+            if surface.worker is not None:
+                await asyncio.to_thread(surface.worker.stop)
         if self._sink is not None:
             self._sink.close()
 
@@ -174,30 +254,46 @@ class ShareSession:
         if role is None or self._offers.peers.get(viewer.id) is not viewer:
             return  # Superseded or closed meanwhile.
         logger.info("viewer %s connected (%s)", viewer.id, role.value)
-        viewer.send_control(self._config)
-        self._hub.add(viewer)
-        assert self._worker is not None
-        self._worker.set_active(True)
+        self._members.add(viewer.id)
+        for surface in self._surfaces.values():
+            viewer.send_control(surface.config)
+            if surface.state != "live":
+                viewer.send_control(surface.state_message())
+        for surface in self._surfaces.values():
+            if surface.state != "ended":
+                surface.hub.add(viewer)
+                assert surface.worker is not None
+                surface.worker.set_active(True)
         self._send_presence()
 
     def _viewer_closed(self, viewer: ViewerPeer) -> None:
-        changed = viewer.id in self._hub
+        changed = viewer.id in self._members
         if self._offers.forget(viewer):  # also releases its sockets
             self._refused_input.discard(viewer.id)
+            self._dropped_surface.discard(viewer.id)
             changed = self._floor.leave(viewer.id) or changed
-        self._hub.remove(viewer.id)
-        if self._dispatcher is not None:
-            self._dispatcher.release(viewer.id)
+        self._members.discard(viewer.id)
+        for surface in self._surfaces.values():
+            surface.hub.remove(viewer.id)
+        self._release(viewer.id)
         behind = bool(self._relayed.roles(viewer.id))
         changed = self._forget_relayed(self._relayed.relay_closed(viewer.id)) or changed or behind
-        if self._worker is not None and len(self._hub) == 0:
-            self._worker.set_active(False)
+        if not self._members:
+            for surface in self._surfaces.values():
+                if surface.worker is not None:
+                    surface.worker.set_active(False)
         if changed:
             self._send_presence()
 
+    def _release(self, sender: str) -> None:
+        """Release every key and button ``sender`` holds, on every surface."""
+        for surface in self._surfaces.values():
+            if surface.dispatcher is not None:
+                surface.dispatcher.release(sender)
+
     def _watching(self) -> dict[str, ViewerPeer]:
-        """Connected viewers (with a verified role): those the hub sends video to."""
-        return {pid: peer for pid, peer in self._offers.peers.items() if pid in self._hub}
+        """Connected viewers (with a verified role): those the hubs send video to."""
+        return {pid: peer for pid, peer in self._offers.peers.items() if pid in self._members}
 
     def _send_presence(self) -> None:
         """Tell every viewer how many watch and who may control (docs/protocol.md §5 ``presence``)."""
@@ -221,20 +317,21 @@ class ShareSession:
                 presence["relayed"] = behind  # a relay passes each of its viewers its own part (§7)
             peer.send_control(presence)
 
-    def _skipped(self, viewer_id: str, frames: int) -> None:
+    def _skipped(self, number: int, viewer_id: str, frames: int) -> None:
         viewer = self._offers.peers.get(viewer_id)
         if viewer is not None:
-            logger.info("viewer %s caught up after %d skipped frames", viewer_id, frames)
-            viewer.send_control({"type": "stream.skipped", "surface": SURFACE, "frames": frames})
+            logger.info("viewer %s caught up on surface %d after %d skipped frames", viewer_id, number, frames)
+            viewer.send_control({"type": "stream.skipped", "surface": number, "frames": frames})
 
     def _viewer_control(self, viewer: ViewerPeer, message: dict[str, Any]) -> None:
         kind = message["type"]
         role = self._offers.roles.get(viewer.id)
-        if role is None or self._offers.peers.get(viewer.id) is not viewer or viewer.id not in self._hub:
+        if role is None or self._offers.peers.get(viewer.id) is not viewer or viewer.id not in self._members:
             return  # not (yet) watching: its channels are not both open, so it has not had a presence either
         if kind == "keyframe.request":
-            if message.get("surface") == SURFACE:
-                self._request_keyframe()
+            number = message.get("surface")
+            if isinstance(number, int) and not isinstance(number, bool):
+                self._request_keyframe(number)
         elif kind == "relay.viewers":
             gone = self._relayed.report(viewer.id, message, direct=self._offers.peers.keys())
             if gone is not None:
@@ -259,11 +356,12 @@ class ShareSession:
         verified — with the role its key proved."""
         kind = message["type"]
         if kind.startswith("input."):
-            assert self._dispatcher is not None
-            if self._floor.may_input(sender, role):
-                self._dispatcher.handle(sender, message)
-            elif kind == "input.release":
-                self._dispatcher.release(sender)  # its own keys only, if it still holds any
+            if kind == "input.release":
+                self._release(sender)  # its own keys only, on every surface, whether it may control or not
+            elif self._floor.may_input(sender, role):
+                surface = self._input_surface(sender, message)
+                if surface is not None and surface.dispatcher is not None:
+                    surface.dispatcher.handle(sender, message)
             else:
                 self.refused_input += 1
                 if sender not in self._refused_input:
@@ -273,37 +371,93 @@ class ShareSession:
         else:
             holder = self._floor.holder
             changed = self._floor.request(sender, role) if kind == "control.request" else self._floor.release(sender)
-            if holder is not None and self._floor.holder != holder and self._dispatcher is not None:
-                self._dispatcher.release(holder)  # what the old holder held must not stay pressed
+            if holder is not None and self._floor.holder != holder:
+                self._release(holder)  # what the old holder held must not stay pressed
             if changed:
                 logger.info("viewer %s: %s; control: %s", sender, kind, self._floor.holder or "nobody")
                 self._refused_input.discard(sender)
                 self._send_presence()
+
+    def _input_surface(self, sender: str, message: dict[str, Any]) -> Surface | None:
+        """The live surface ``message`` acts on (``surface``, 0 when absent), or ``None``: input for a surface
+        that is not live, or does not exist, is dropped (protocol.md §8; one log line per viewer)."""
+        number = message.get("surface", SCREEN)
+        surface = None
+        if isinstance(number, int) and not isinstance(number, bool):
+            surface = self._surfaces.get(number)
+        if surface is not None and surface.state == "live":
+            return surface
+        if sender not in self._dropped_surface:
+            self._dropped_surface.add(sender)
+            state = "no such surface" if surface is None else f"the surface is {surface.state}"
+            logger.info(
+                "viewer %s: dropped %s for surface %.20r (and later such input): %s",
+                sender,
+                message["type"],
+                number,
+                state,
+            )
+        return None
 
     def _forget_relayed(self, gone: set[str]) -> bool:
         """Viewers behind a relay left: release what they held and take them off the control floor. Returns
         whether the floor changed."""
         changed = False
         for sender in gone:
-            if self._dispatcher is not None:
-                self._dispatcher.release(sender)
+            self._release(sender)
             changed = self._floor.leave(sender) or changed
             self._refused_input.discard(sender)
+            self._dropped_surface.discard(sender)
         return changed
 
-    def _resized(self, encoder: Encoder) -> None:
-        """The shared surface changed size: viewers reconfigure their decoders, input maps to the new bounds."""
-        self._config = {**self._config, "codec": encoder.codec, "width": encoder.width, "height": encoder.height}
-        if self._dispatcher is not None:
-            self._dispatcher.resize(encoder.width, encoder.height)
+    def _resized(self, number: int, encoder: Encoder) -> None:
+        """A surface changed size: viewers reconfigure their decoders, input maps to the new bounds."""
+        surface = self._surfaces[number]
+        surface.config = {**surface.config, "codec": encoder.codec, "width": encoder.width, "height": encoder.height}
+        if surface.dispatcher is not None:
+            surface.dispatcher.resize(encoder.width, encoder.height)
         for viewer in self._offers.peers.values():
             if viewer.is_open:
-                viewer.send_control(self._config)
-        logger.info("sharing %s as %dx%d %s", self.display, encoder.width, encoder.height, encoder.codec)
+                viewer.send_control(surface.config)
+        logger.info(
+            "surface %d of %s is now %dx%d %s", number, self.display, encoder.width, encoder.height, encoder.codec
+        )
 
-    def _request_keyframe(self) -> None:
-        if self._worker is not None:
-            self._worker.request_keyframe()
+    def _surface_state(self, number: int, state: str, reason: str) -> None:
+        """A window's surface paused, is live again, or ended (from its worker): tell every viewer; what viewers
+        held on it is released, since its input is dropped from now on."""
+        surface = self._surfaces[number]
+        if surface.state == "ended" or surface.state == state:
+            return
+        if state == "paused":
+            # The worker's reason names the window by id; the page's words are for a person.
+            small = "too small" in reason
+            reason = "the window is too small to show" if small else "the window is not shown (minimised or hidden)"
+        elif state == "ended":
+            reason = "the window was closed"
+        surface.state, surface.reason = state, reason[:MAX_TEXT]
+        if state != "live" and surface.dispatcher is not None:
+            surface.dispatcher.release_all()
+        logger.info(
+            "surface %d (%s): %s%s",
+            number,
+            surface.window.id_hex if surface.window else "screen",
+            state,
+            f": {reason}" if reason else "",
+        )
+        for viewer in self._watching().values():
+            viewer.send_control(surface.state_message())
+        if state == "ended":
+            for viewer_id in list(self._members):
+                surface.hub.remove(viewer_id)
+            if all(s.state == "ended" for s in self._surfaces.values()) and not self.ended.done():
+                shared = "the shared window was" if len(self._surfaces) == 1 else "every shared window was"
+                self.ended.set_result(f"{shared} closed")
+
+    def _request_keyframe(self, number: int) -> None:
+        surface = self._surfaces.get(number)
+        if surface is not None and surface.state != "ended" and surface.worker is not None:
+            surface.worker.request_keyframe()
 
     def _worker_failed(self, exc: BaseException) -> None:
         if not self.failed.done():

@@ -13,11 +13,12 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from impromptu import envelope
 from impromptu.control import ControlMode
+from impromptu.display import WindowInfo
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.session import MAX_PEERS, ShareOptions, ShareSession
 from impromptu.signaling import SignalingServer
-from impromptu.stream.framing import EncodedChunk, Reassembler
+from impromptu.stream.framing import HEADER, HEADER_SIZE, EncodedChunk, Reassembler
 
 LOOPBACK = IcePolicy(addresses=("127.0.0.1",))
 
@@ -44,7 +45,9 @@ class PyViewer:
         """Set it to a list to keep every ``video`` message as it arrived."""
         self.signals: list[dict[str, Any]] = []
         self.control: RTCDataChannel | None = None
-        self._reassembler = Reassembler()
+        self._control_arrived = asyncio.Event()
+        self._reassemblers: dict[int, Reassembler] = {}
+        """One per surface: each has its own frame numbers."""
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -74,6 +77,7 @@ class PyViewer:
                 def on_control(message: str) -> None:
                     if pc is self.pc:
                         self.configs.append(json.loads(message))
+                        self._control_arrived.set()
 
             else:
 
@@ -138,7 +142,7 @@ class PyViewer:
             self.opened.clear()
             self._channels = set()
             self.control = None
-            self._reassembler = Reassembler()
+            self._reassemblers = {}
             await old.close()
         pc = self.pc
         self.via_relay = msg.get("relay") is True
@@ -155,7 +159,8 @@ class PyViewer:
     def _video(self, message: bytes) -> None:
         if self.raw is not None:
             self.raw.append(message)
-        done = self._reassembler.push(message)
+        surface = HEADER.unpack_from(message)[2] if len(message) >= HEADER_SIZE else 0
+        done = self._reassemblers.setdefault(surface, Reassembler()).push(message)
         if done is not None:
             self.frames.put_nowait(done.chunk)
             self.tagged.put_nowait((self.connections, done.chunk))
@@ -172,6 +177,19 @@ class PyViewer:
                 tag, chunk = await self.tagged.get()
                 if tag >= connection:
                     return chunk
+
+        return await asyncio.wait_for(first(), within)
+
+    async def wait_control(self, predicate: Any, within: float = 10) -> dict[str, Any]:
+        """The first control message received (already, or from now on) that satisfies ``predicate``."""
+
+        async def first() -> dict[str, Any]:
+            while True:
+                self._control_arrived.clear()
+                found = next((m for m in self.configs if predicate(m)), None)
+                if found is not None:
+                    return found
+                await self._control_arrived.wait()
 
         return await asyncio.wait_for(first(), within)
 
@@ -207,12 +225,16 @@ class PyViewer:
 
 @contextlib.asynccontextmanager
 async def sharing(
-    display: str, control: ControlMode = ControlMode.SHARED, max_direct: int = MAX_PEERS
+    display: str,
+    control: ControlMode = ControlMode.SHARED,
+    max_direct: int = MAX_PEERS,
+    windows: tuple[WindowInfo, ...] = (),
 ) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
-    """A session sharing ``display`` through its own signaling server on a free port, ICE on 127.0.0.1 only."""
+    """A session sharing ``display`` (or only ``windows`` of it) through its own signaling server on a free port,
+    ICE on 127.0.0.1 only."""
     server = SignalingServer("127.0.0.1", 0)
     await server.start()
-    options = ShareOptions(fps=30, ice=LOOPBACK, control=control, max_direct=max_direct)
+    options = ShareOptions(fps=30, ice=LOOPBACK, control=control, max_direct=max_direct, windows=windows)
     session = ShareSession(display, LinkKeys.generate(), server, options)
     try:
         await session.start()

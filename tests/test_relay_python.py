@@ -441,7 +441,7 @@ async def test_a_relay_keeps_its_viewers_while_the_desktop_is_away(
             await second.start()
             await wait_until(lambda: sum(1 for m in v.configs if m["type"] == "config") > configs)
             assert relay.peer_id == relay_id and relay._upstream.connections == 2
-            v._reassembler = Reassembler()  # the new desktop's frames start again at 0 (the config says: reset)
+            v._reassemblers = {}  # the new desktop's frames start again at 0 (the config says: reset)
             drain(v)
             painter.fill(0x654321)
             await next_frame(v)

@@ -88,10 +88,10 @@ async def test_idle_desktop_sends_nothing_and_input_reaches_x(
                 await asyncio.wait_for(v.frames.get(), 0.5)
             except TimeoutError:
                 break
-        frames_before = session._worker.frames if session._worker else -1
+        frames_before = session.surfaces[0].worker.frames if session.surfaces[0].worker else -1
         with pytest.raises(TimeoutError):  # an observation window: idle must stay idle
             await asyncio.wait_for(v.frames.get(), 1.0)
-        assert session._worker is not None and session._worker.frames == frames_before
+        assert session.surfaces[0].worker is not None and session.surfaces[0].worker.frames == frames_before
 
         # Malformed, out-of-range and unknown input is dropped; the session goes on.
         assert v.control is not None

@@ -3,12 +3,9 @@ destruction, with DAMAGE on that window alone saying when there is something new
 
 from __future__ import annotations
 
-import contextlib
-import os
 import select
 import shutil
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +19,7 @@ from impromptu.capture import Frame, SurfaceGone, SurfacePaused, SurfaceResized,
 from impromptu.capture.window import X11WindowSource
 from impromptu.display import Xvfb
 from impromptu.errors import CaptureError
+from tests.xclient import TIMEOUT_S, Painter
 
 SHARED = 0x3366CC
 SHARED_AGAIN = 0x22AA44
@@ -30,133 +28,6 @@ SECRET = (0xE0217B, 0x13F7A2)
 BORDER = 0xF0C010
 BLACK = 0x000000
 """What the source shows of a window until the window's client has painted it."""
-TIMEOUT_S = 10.0
-
-
-class Painter:
-    """A window whose client, in a thread of its own, paints it when exposed or asked to — as applications do.
-
-    Its background is None, so only its client ever paints it: the case where a window's new backing pixmap
-    starts out as a copy of the screen, covering windows included."""
-
-    def __init__(
-        self,
-        display: str,
-        x: int,
-        y: int,
-        w: int,
-        h: int,
-        colours: tuple[int, ...],
-        border: int = 0,
-        border_pixel: int = 0,
-    ) -> None:
-        self.d = Display(display)
-        self.d.set_error_handler(lambda err, request: None)  # painting a window the test destroyed
-        screen = self.d.screen()
-        self.window: Any = screen.root.create_window(
-            x,
-            y,
-            w,
-            h,
-            border,
-            screen.root_depth,
-            override_redirect=True,
-            border_pixel=border_pixel,
-            event_mask=X.ExposureMask | X.StructureNotifyMask,
-        )
-        self.id: int = self.window.id
-        self.gc = self.window.create_gc()
-        self._size = (w, h)
-        self._colours = colours
-        self._cond = threading.Condition()
-        self._repaint = False
-        self._stop = False
-        self._held = self._holding = False
-        self.paints = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._thread = threading.Thread(target=self._run, name=f"painter-{self.id:#x}", daemon=True)
-        self.window.map()
-        self.d.flush()
-        self._thread.start()  # from here on only the thread uses self.d
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._held and not self._stop:
-                    self._holding = True
-                    self._cond.notify_all()
-                    self._cond.wait()
-                self._holding = False
-            exposed = False
-            while self.d.pending_events():
-                event = self.d.next_event()
-                if event.type == X.Expose:
-                    exposed = True
-                elif event.type == X.ConfigureNotify:
-                    self._size = (event.width, event.height)
-                elif event.type == X.DestroyNotify:
-                    return
-            with self._cond:
-                if self._stop:
-                    return
-                repaint, self._repaint = self._repaint, False
-            if exposed or repaint:
-                self._paint()
-            select.select([self.d.fileno(), self._wake_r], [], [])
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_r, 64)
-
-    def _paint(self) -> None:
-        w, h = self._size
-        first, *rest = self._colours
-        self.gc.change(foreground=first)
-        self.window.fill_rectangle(self.gc, 0, 0, w, h)
-        if rest:
-            self.gc.change(foreground=rest[0])
-            cells = [(x, y, 8, 8) for y in range(0, h, 8) for x in range(0, w, 8) if (x // 8 + y // 8) % 2]
-            self.window.poly_fill_rectangle(self.gc, cells)
-        self.d.sync()
-        with self._cond:
-            self.paints += 1
-            self._cond.notify_all()
-
-    def wait_painted(self, after: int) -> int:
-        """Wait until the window has been painted more than ``after`` times in all (bounded); the new count."""
-        with self._cond:
-            assert self._cond.wait_for(lambda: self.paints > after, TIMEOUT_S), f"window {self.id:#x} not painted"
-            return self.paints
-
-    def paint(self, colours: tuple[int, ...]) -> None:
-        with self._cond:
-            self._colours = colours
-            self._repaint = True
-        os.write(self._wake_w, b"\0")
-
-    def hold(self) -> None:
-        """Stop painting — a busy or hung application — until ``release``: what the window shows meanwhile is
-        whatever its new pixmap started with."""
-        with self._cond:
-            self._held = True
-            os.write(self._wake_w, b"\0")
-            assert self._cond.wait_for(lambda: self._holding, TIMEOUT_S)
-
-    def release(self) -> None:
-        with self._cond:
-            self._held = False
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        os.write(self._wake_w, b"\0")
-        self._thread.join(TIMEOUT_S)
-        assert not self._thread.is_alive()
-        self.window.destroy()  # already gone in some tests: the error handler ignores that
-        self.d.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
 
 
 @pytest.fixture

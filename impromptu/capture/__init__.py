@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from impromptu.capture.base import Frame, FrameSource, SurfaceGone, SurfacePaused, SurfaceResized
+from impromptu.capture.base import (
+    Frame,
+    FrameSource,
+    SurfaceGone,
+    SurfacePaused,
+    SurfaceResized,
+    WindowFrameSource,
+)
 from impromptu.errors import CaptureError
 
 __all__ = [
@@ -13,6 +20,7 @@ __all__ = [
     "SurfaceGone",
     "SurfacePaused",
     "SurfaceResized",
+    "WindowFrameSource",
     "open_screen_source",
     "open_window_source",
 ]
@@ -27,7 +35,7 @@ def open_screen_source(display: str) -> FrameSource:
     raise CaptureError(f"screen capture is not supported on {sys.platform} yet")
 
 
-def open_window_source(display: str, window_id: int) -> FrameSource:
+def open_window_source(display: str, window_id: int) -> WindowFrameSource:
     """The capture backend for one window of ``display`` (its own pixels only) on this platform."""
     if sys.platform.startswith("linux"):
         from impromptu.capture.window import X11WindowSource

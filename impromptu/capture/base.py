@@ -59,3 +59,12 @@ class FrameSource(Protocol):
 
     def close(self) -> None:
         """Release the source (idempotent)."""
+
+
+class WindowFrameSource(FrameSource, Protocol):
+    """A ``FrameSource`` of one window, which also knows where the window is on the screen."""
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the window's top-left pixel (of its pictures) is on the screen, as last seen; safe to read from
+        another thread."""

@@ -4,6 +4,11 @@ It sleeps until the surface changes (DAMAGE), a keyframe is asked for, or it is 
 something changed — so a lone keystroke is on the wire at once — but never more often than the frame rate; and
 hands each encoded frame to the asyncio loop with ``call_soon_threadsafe``. While nobody watches it is paused and
 costs nothing.
+
+A window's surface can pause (unmapped, minimised) and end (destroyed): the worker then stops grabbing, and tells
+the loop (``on_state``: ``"paused"``, ``"live"`` again with a keyframe, or ``"ended"``, after which the thread
+ends). With ``watch_idle`` it keeps an eye on that while nobody watches too — one grab, not encoded, at most every
+``IDLE_PROBE_S`` and only when the window changed — so the session learns that the window is gone.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from impromptu.capture.base import FrameSource, SurfaceResized
+from impromptu.capture.base import Frame, FrameSource, SurfaceGone, SurfacePaused, SurfaceResized
 from impromptu.encode.encoder import Encoder
 from impromptu.stream.framing import SEQ_MOD, EncodedChunk
 
@@ -31,6 +36,8 @@ MAX_IN_FLIGHT = 2
 """Encoded frames handed to the loop and not yet published. When the loop falls behind, the worker waits rather
 than queueing frames that would only arrive late: DAMAGE keeps the screen marked as changed meanwhile."""
 JOIN_TIMEOUT_S = 2.0
+IDLE_PROBE_S = 1.0
+"""While nobody watches a window, its state is looked at (one grab) at most this often, and only on a change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,8 @@ class EncodeWorker:
         on_error: Callable[[BaseException], None],
         loop: asyncio.AbstractEventLoop,
         on_resize: Callable[[Encoder], None] = lambda encoder: None,
+        on_state: Callable[[str, str], None] = lambda state, reason: None,
+        watch_idle: bool = False,
     ) -> None:
         self._source = source
         self._encoder = encoder
@@ -60,6 +69,9 @@ class EncodeWorker:
         self._on_chunk = on_chunk
         self._on_error = on_error
         self._on_resize = on_resize
+        self._on_state = on_state
+        self._watch_idle = watch_idle
+        self._paused = False
         self._loop = loop
         self._interval = 1.0 / encoder.fps
         self._lock = threading.Lock()
@@ -118,6 +130,9 @@ class EncodeWorker:
         os.set_blocking(self._wake_r, False)
         try:
             self._loop_frames()
+        except SurfaceGone as exc:  # not a failure: this surface has ended, others go on
+            logger.info("surface %d ended: %s", self._surface, exc)
+            self._loop.call_soon_threadsafe(self._on_state, "ended", str(exc))
         except BaseException as exc:  # Reported to the session, which stops with a one-line message.
             logger.debug("capture/encode worker failed", exc_info=True)
             self._loop.call_soon_threadsafe(self._on_error, exc)
@@ -130,6 +145,7 @@ class EncodeWorker:
         seq = 0
         last_frame = 0.0
         last_forced = -KEYFRAME_MIN_INTERVAL_S
+        last_probe = -IDLE_PROBE_S
         while True:
             with self._lock:
                 stopping, active, want_key = self._stopping, self._active, self._keyframe_wanted
@@ -138,21 +154,35 @@ class EncodeWorker:
                 return
             now = time.monotonic()
             if not active:
-                select.select([self._wake_r], [], [])
-                self._drain_wake()
+                idle_fds = [self._wake_r]
+                idle_timeout: float | None = None
+                if self._watch_idle and source_fd is not None:
+                    idle_fds.append(source_fd)
+                    if self._source.changed():
+                        idle_timeout = last_probe + IDLE_PROBE_S - now
+                        if idle_timeout <= 0:
+                            last_probe = now
+                            self._grab()  # only to learn whether it paused, came back or ended
+                            continue
+                ready, _, _ = select.select(idle_fds, [], [], idle_timeout)
+                if self._wake_r in ready:
+                    self._drain_wake()
                 continue
             # Never faster than the frame rate; forced keyframes no faster than their own limit.
             earliest = last_frame + self._interval
             key_due = want_key and now - last_forced >= KEYFRAME_MIN_INTERVAL_S
             changed = self._source.changed()
-            if self._source.size != (self._encoder.width, self._encoder.height):
+            size = self._source.size
+            # (A window too small to show has no picture to encode: it is paused, and keeps its encoder meanwhile.)
+            if size != (self._encoder.width, self._encoder.height) and min(size) >= 2:
                 self._new_encoder()
-            if backlog or now < earliest or not (changed or key_due):
+            # While paused only a change is worth a grab: a keyframe asked for then comes when it shows again.
+            if backlog or now < earliest or not (changed or (key_due and not self._paused)):
                 if backlog:
                     timeout: float | None = self._interval  # _publish wakes us as soon as one is out
                 elif now < earliest:
                     timeout = earliest - now
-                elif want_key:
+                elif want_key and not self._paused:
                     timeout = last_forced + KEYFRAME_MIN_INTERVAL_S - now
                 else:
                     timeout = None if source_fd is not None else self._interval
@@ -167,12 +197,13 @@ class EncodeWorker:
                     self._keyframe_wanted = False
                 last_forced = now
             started = time.perf_counter()
-            try:
-                frame = self._source.grab()
-            except SurfaceResized:
-                continue  # the next turn makes an encoder of the new size
+            paused = self._paused
+            frame = self._grab()
+            if frame is None:
+                continue  # resized (the next turn makes an encoder of the new size) or paused
             grabbed = time.perf_counter()
-            data, keyframe = self._encoder.encode(frame.data, frame.capture_us, key_due)
+            # Showing again after a pause: viewers start over from a keyframe.
+            data, keyframe = self._encoder.encode(frame.data, frame.capture_us, key_due or paused)
             encoded = time.perf_counter()
             if not data:
                 continue
@@ -185,6 +216,25 @@ class EncodeWorker:
             with self._lock:
                 self._in_flight += 1
             self._loop.call_soon_threadsafe(self._publish, chunk)
+
+    def _grab(self) -> Frame | None:
+        """A frame, or ``None`` when there is none to encode now (resized, or paused: the loop hears of a pause, and
+        of the end of it, in order with the frames). ``SurfaceGone`` goes up: the thread ends."""
+        try:
+            frame = self._source.grab()
+        except SurfaceResized:
+            return None
+        except SurfacePaused as exc:
+            if not self._paused:
+                self._paused = True
+                logger.info("surface %d paused: %s", self._surface, exc)
+                self._loop.call_soon_threadsafe(self._on_state, "paused", str(exc))
+            return None
+        if self._paused:
+            self._paused = False
+            logger.info("surface %d is live again", self._surface)
+            self._loop.call_soon_threadsafe(self._on_state, "live", "")
+        return frame
 
     def _new_encoder(self) -> None:
         """The surface changed size: a new encoder for the new size, whose first frame is a keyframe. The loop

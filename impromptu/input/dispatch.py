@@ -18,6 +18,9 @@ MAX_STRING_LENGTH = 32
 WHEEL_NOTCHES = 10
 """``dx``/``dy`` of ``input.wheel`` must lie in ``-WHEEL_NOTCHES..WHEEL_NOTCHES``."""
 
+COORDINATE_LIMIT = 1 << 15
+"""With ``clamp``, coordinates within ``±COORDINATE_LIMIT`` are brought into the surface; beyond, they are dropped."""
+
 POINTER_BUTTONS = (1, 2, 3)
 """Buttons a viewer may press with ``input.button`` (left, middle, right); 4 to 7 belong to the wheel."""
 
@@ -72,10 +75,15 @@ class InputDispatcher:
     viewer holds, so ``release(viewer)`` (on disconnect) and ``input.release`` (on blur) can let go of them.
     The X display is shared, so a key or button is released on the display only when no other viewer still
     holds it, and a button another viewer holds is not pressed a second time.
+
+    With ``clamp`` (a shared window, protocol.md §8), a coordinate outside the surface is moved to its nearest
+    edge instead of dropping the message: the page's idea of the size may lag a resize, and input must still land
+    in the window, never outside it.
     """
 
-    def __init__(self, sink: InputSink, width: int, height: int) -> None:
+    def __init__(self, sink: InputSink, width: int, height: int, clamp: bool = False) -> None:
         self._sink = sink
+        self._clamp = clamp
         self._width = 0
         self._height = 0
         self.resize(width, height)
@@ -125,6 +133,11 @@ class InputDispatcher:
         except _Dropped as exc:
             logger.warning("dropped %s from viewer %s: %s", kind, viewer, exc)
 
+    def release_all(self) -> None:
+        """Release what every viewer holds (the surface paused or ended: its input is dropped from now on)."""
+        for viewer in list(self._keys.keys() | self._buttons.keys()):
+            self.release(viewer)
+
     def release(self, viewer: str) -> None:
         """Release every key and button ``viewer`` holds, latest first (it left or blurred). Never raises."""
         keys = self._keys.pop(viewer, {})
@@ -139,6 +152,10 @@ class InputDispatcher:
     # -- messages --------------------------------------------------------------------------------------------
 
     def _point(self, msg: dict[str, object]) -> tuple[int, int]:
+        if self._clamp:
+            x = _int(msg, "x", -COORDINATE_LIMIT, COORDINATE_LIMIT)
+            y = _int(msg, "y", -COORDINATE_LIMIT, COORDINATE_LIMIT)
+            return min(max(x, 0), self._width - 1), min(max(y, 0), self._height - 1)
         return _int(msg, "x", 0, self._width - 1), _int(msg, "y", 0, self._height - 1)
 
     def _on_move(self, viewer: str, msg: dict[str, object]) -> None:

@@ -118,6 +118,43 @@ class XTestSink:
                 xtest.fake_input(self._display, X.KeyRelease, detail=keycode)
             self._display.flush()
 
+    def window_point(self, window_id: int, x: int, y: int) -> tuple[int, int] | None:
+        """Where ``(x, y)`` of window ``window_id`` (inside its border) is on the screen now, moved into the window
+        if outside it; ``None`` if the window is gone. Asked of the X server on this connection (two round trips),
+        so a window moved or shrunk a moment ago cannot make the point land outside it."""
+        with self._connection("find a window"):
+            window = self._display.create_resource_object("window", window_id)
+            try:
+                geometry = window.get_geometry()
+                x = min(max(x, 0), max(geometry.width - 1, 0))
+                y = min(max(y, 0), max(geometry.height - 1, 0))
+                where = self._root.translate_coords(window, x, y)
+            except (xerror.BadWindow, xerror.BadDrawable):
+                return None
+            return int(where.x), int(where.y)
+
+    def raise_and_focus(self, window_id: int) -> None:
+        """Raise window ``window_id``'s top-level window to the top and give it the keyboard focus.
+
+        On this connection, so the X server handles it before any event injected afterwards: a click then lands on
+        that window even where another one covered it, and keys go to it. A window that went away or is not
+        viewable is left alone (its surface pauses or ends; the error is ignored).
+        """
+        with self._connection("raise a window"):
+            window = self._display.create_resource_object("window", window_id)
+            top = window
+            try:
+                while True:
+                    parent = top.query_tree().parent
+                    if parent.id == self._root.id:
+                        break
+                    top = parent
+            except xerror.BadWindow:
+                return
+            ignore = xerror.CatchError()
+            top.configure(stack_mode=X.Above, onerror=ignore)
+            window.set_input_focus(X.RevertToParent, X.CurrentTime, onerror=ignore)
+
     def close(self) -> None:
         """Release held keys and buttons, unbind the spare keycodes, close the connection. Idempotent."""
         if self._closed:

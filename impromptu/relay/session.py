@@ -33,7 +33,7 @@ MAX_VIEWERS = 64
 """The most a relay may offer in ``capacity`` (§7)."""
 NEEDS_A_ROLE = frozenset({"control.hello", "control.request", "control.release"})
 """With every ``input.*``: what a viewer behind a relay may send only inside a ``relayed`` envelope."""
-PASSED_DOWN = frozenset({"config", "stream.skipped"})
+PASSED_DOWN = frozenset({"config", "stream.skipped", "surface.state"})
 WAITING_NOTICE_S = 10.0
 """``impromptu relay`` says it is still waiting for the desktop after this long."""
 
@@ -95,6 +95,8 @@ class RelaySession:
         self._reported: dict[str, list[str]] = {}
         """Per viewer of ours that is itself a relay: the viewers it reported serving."""
         self._configs: dict[int, dict[str, Any]] = {}
+        self._states: dict[int, dict[str, Any]] = {}
+        """The last ``surface.state`` of each surface (§8), for viewers that join later."""
         self._presence: dict[str, Any] | None = None
         self._announced = False
         """Whether the current upstream connection has been announced with our capacity."""
@@ -163,6 +165,7 @@ class RelaySession:
         self._forwarder.reset()
         self._keyframes.reset()
         self._configs.clear()
+        self._states.clear()
         self._announced = False
         self._reported_up = None
         self._report_viewers()
@@ -187,6 +190,8 @@ class RelaySession:
                     self._forwarder.reset_surface(surface)
                 self._configs[surface] = message
                 self._announce()
+            elif kind == "surface.state":
+                self._states[surface] = message  # a shared window paused or ended: viewers joining later hear it too
             for viewer in self._watching():
                 viewer.send_control(message)
         elif kind == "presence":
@@ -219,6 +224,9 @@ class RelaySession:
         logger.info("viewer %s connected", viewer.id)
         for config in self._configs.values():
             viewer.send_control(config)
+        for state in self._states.values():
+            if state.get("state") != "live":
+                viewer.send_control(state)
         self._forwarder.add(viewer)
         for surface in self._configs:
             self._keyframes.request(surface)

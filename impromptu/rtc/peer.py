@@ -44,7 +44,9 @@ class ViewerPeer:
         self._opened = False
         self._closed = False
         self._settled = asyncio.Event()
-        self._drained: Callable[[], None] | None = None
+        self._drained: dict[Callable[[], None], int] = {}
+        """Callbacks waiting for the video channel to drain, with their thresholds: one per hub (surface), as the
+        hubs of several surfaces share this one channel and must not overwrite each other's."""
         self.video.on("open", self._check_open)
         self.video.on("bufferedamountlow", self._buffered_amount_low)
         self.control.on("open", self._check_open)
@@ -79,13 +81,24 @@ class ViewerPeer:
             self.video.send(message)
 
     def notify_drained(self, threshold: int, callback: Callable[[], None]) -> None:
-        """``callback()`` once the video channel's ``bufferedAmount`` falls to ``threshold`` (then forgotten)."""
-        self.video.bufferedAmountLowThreshold = threshold
-        self._drained = callback
+        """``callback()`` once the video channel's ``bufferedAmount`` falls to ``threshold`` (then forgotten).
+
+        Several callbacks (one per surface's hub) may wait at once: the channel fires at the lowest threshold, and
+        each callback whose own threshold has been reached by then is called."""
+        self._drained[callback] = threshold
+        self.video.bufferedAmountLowThreshold = min(self._drained.values())
 
     def _buffered_amount_low(self) -> None:
-        callback, self._drained = self._drained, None
-        if callback is not None and not self._closed:
+        if self._closed:
+            self._drained.clear()
+            return
+        buffered = self.buffered_amount
+        due = [callback for callback, threshold in self._drained.items() if buffered <= threshold]
+        for callback in due:
+            del self._drained[callback]
+        if self._drained:
+            self.video.bufferedAmountLowThreshold = min(self._drained.values())
+        for callback in due:
             callback()
 
     def send_control(self, message: dict[str, Any]) -> None:

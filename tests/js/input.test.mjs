@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { WheelAccumulator, mapToSurface, xButton } from '../../impromptu/web/lib/input.js';
+import { InputCapture, WheelAccumulator, mapToSurface, xButton } from '../../impromptu/web/lib/input.js';
 
 test('mapToSurface: exact fit', () => {
   const rect = { left: 0, top: 28, width: 1280, height: 720 };
@@ -72,4 +72,74 @@ test('wheel: clamped to −10…10 per message', () => {
   assert.deepEqual(w.add(0, 100), { dx: 0, dy: 1 }, 'the excess is forgotten, not queued');
   assert.deepEqual(w.add(-99999, 0), { dx: -10, dy: 0 });
   assert.ok(!Object.is(w.add(0, -10).dy, -0));
+});
+
+/** An InputCapture on a fake canvas (node's EventTarget), with just enough of a page around it. */
+function capture(surface) {
+  const names = ['document', 'window', 'requestAnimationFrame', 'cancelAnimationFrame'];
+  const saved = Object.fromEntries(names.map((n) => [n, globalThis[n]]));
+  const frames = [];
+  Object.assign(globalThis, {
+    document: new EventTarget(),
+    window: new EventTarget(),
+    requestAnimationFrame: (fn) => frames.push(fn),
+    cancelAnimationFrame: () => {},
+  });
+  const canvas = Object.assign(new EventTarget(), {
+    focus() {},
+    setPointerCapture() {},
+    getBoundingClientRect: () => ({ left: 0, top: 0, width: 1000, height: 500 }),
+  });
+  const sent = [];
+  const input = new InputCapture(canvas, { send: (m) => sent.push(m), surface });
+  input.attach();
+  const fire = (type, fields) => canvas.dispatchEvent(Object.assign(new Event(type, { cancelable: true }), fields));
+  const restore = () => {
+    input.detach();
+    for (const n of names) {
+      if (saved[n] === undefined) delete globalThis[n];
+      else globalThis[n] = saved[n];
+    }
+  };
+  return { sent, fire, frames, restore };
+}
+
+test('InputCapture: every input names the selected surface and is mapped with its size (§8)', () => {
+  let target = { surface: 2, width: 500, height: 250 }; // shown at scale 2 in the 1000×500 box
+  const c = capture(() => target);
+  try {
+    c.fire('mousedown', { button: 0, clientX: 100, clientY: 60 });
+    c.fire('mouseup', { button: 0, clientX: 100, clientY: 60 });
+    c.fire('wheel', { deltaX: 0, deltaY: 100, deltaMode: 0, clientX: 998, clientY: 498 });
+    c.fire('keydown', { code: 'KeyA', key: 'a' });
+    c.fire('pointermove', { clientX: 20, clientY: 40 });
+    c.frames.shift()();
+    target = { surface: 1, width: 100, height: 50 }; // another tab: scale 10
+    c.fire('keyup', { code: 'KeyA', key: 'a' });
+    c.fire('mousedown', { button: 2, clientX: 100, clientY: 60 });
+    assert.deepEqual(c.sent, [
+      { type: 'input.button', button: 1, down: true, x: 50, y: 30, surface: 2 },
+      { type: 'input.button', button: 1, down: false, x: 50, y: 30, surface: 2 },
+      { type: 'input.wheel', dx: 0, dy: 1, x: 499, y: 249, surface: 2 },
+      { type: 'input.key', code: 'KeyA', key: 'a', down: true, surface: 2 },
+      { type: 'input.move', x: 10, y: 20, surface: 2 },
+      { type: 'input.key', code: 'KeyA', key: 'a', down: false, surface: 1 },
+      { type: 'input.button', button: 3, down: true, x: 10, y: 6, surface: 1 },
+    ]);
+  } finally {
+    c.restore();
+  }
+});
+
+test('InputCapture: nothing goes out while there is no surface to act on (none yet, or not live)', () => {
+  const c = capture(() => null);
+  try {
+    c.fire('mousedown', { button: 0, clientX: 1, clientY: 1 });
+    c.fire('keydown', { code: 'KeyA', key: 'a' });
+    c.fire('pointermove', { clientX: 2, clientY: 2 });
+    assert.equal(c.frames.length, 0);
+    assert.deepEqual(c.sent, []);
+  } finally {
+    c.restore();
+  }
 });

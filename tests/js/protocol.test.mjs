@@ -365,10 +365,47 @@ test('parseControl: an unknown type has a fixed reason (a log-once key); the typ
 
 test('page → desktop messages have the §5 shapes', () => {
   assert.deepEqual(controlMessages.keyframeRequest(0), { type: 'keyframe.request', surface: 0 });
-  assert.deepEqual(controlMessages.button(1, true, 3, 4), { type: 'input.button', button: 1, down: true, x: 3, y: 4 });
-  assert.deepEqual(controlMessages.wheel(0, -2, 3, 4), { type: 'input.wheel', dx: 0, dy: -2, x: 3, y: 4 });
-  assert.deepEqual(controlMessages.key('KeyA', 'a', false), { type: 'input.key', code: 'KeyA', key: 'a', down: false });
-  assert.deepEqual(controlMessages.release(), { type: 'input.release' });
+  assert.deepEqual(controlMessages.move(3, 4, 2), { type: 'input.move', x: 3, y: 4, surface: 2 });
+  assert.deepEqual(controlMessages.button(1, true, 3, 4, 1), { type: 'input.button', button: 1, down: true, x: 3, y: 4, surface: 1 });
+  assert.deepEqual(controlMessages.wheel(0, -2, 3, 4, 7), { type: 'input.wheel', dx: 0, dy: -2, x: 3, y: 4, surface: 7 });
+  assert.deepEqual(controlMessages.key('KeyA', 'a', false, 3), { type: 'input.key', code: 'KeyA', key: 'a', down: false, surface: 3 });
+  assert.deepEqual(controlMessages.release(), { type: 'input.release' }, 'releases everything this viewer holds, on every surface');
+});
+
+test('input names its surface always, 0 (the whole display) included (§8)', () => {
+  assert.deepEqual(controlMessages.move(3, 4), { type: 'input.move', x: 3, y: 4, surface: 0 });
+  assert.equal(controlMessages.button(1, false, 0, 0).surface, 0);
+  assert.equal(controlMessages.wheel(1, 0, 0, 0).surface, 0);
+  assert.equal(controlMessages.key('Enter', 'Enter', true).surface, 0);
+});
+
+const CONFIG = { type: 'config', surface: 2, codec: 'vp8', width: 640, height: 480, fps: 30 };
+
+test('parseControl keeps a config’s optional title (§8), at most 200 characters', () => {
+  const titled = parseControl(JSON.stringify({ ...CONFIG, title: 'xterm — ~/src' }));
+  assert.deepEqual(titled, { ok: true, msg: { ...CONFIG, title: 'xterm — ~/src' } });
+  assert.deepEqual(parseControl(JSON.stringify({ ...CONFIG, title: '' })).msg.title, '');
+  assert.equal(parseControl(JSON.stringify({ ...CONFIG, title: 't'.repeat(200) })).ok, true);
+  assert.ok(!('title' in parseControl(JSON.stringify(CONFIG)).msg), 'no title: none invented');
+  for (const title of ['t'.repeat(201), 5, null, ['a'], { a: 1 }]) {
+    assert.deepEqual(parseControl(JSON.stringify({ ...CONFIG, title })), { ok: false, reason: 'config.title' }, JSON.stringify(title));
+  }
+});
+
+test('parseControl validates surface.state (§8)', () => {
+  const state = (fields) => parseControl(JSON.stringify({ type: 'surface.state', surface: 1, state: 'paused', reason: 'the window is minimised', ...fields }));
+  assert.deepEqual(state({ extra: true }), {
+    ok: true,
+    msg: { type: 'surface.state', surface: 1, state: 'paused', reason: 'the window is minimised' },
+  });
+  assert.equal(state({ state: 'live', reason: '' }).ok, true);
+  assert.equal(state({ state: 'ended', reason: 'r'.repeat(200) }).ok, true);
+  assert.deepEqual(state({ surface: 65536 }), { ok: false, reason: 'surface.state.surface' });
+  assert.deepEqual(state({ surface: '1' }), { ok: false, reason: 'surface.state.surface' });
+  assert.deepEqual(state({ state: 'gone' }), { ok: false, reason: 'surface.state.state' });
+  assert.deepEqual(state({ state: undefined }), { ok: false, reason: 'surface.state.state' });
+  assert.deepEqual(state({ reason: undefined }), { ok: false, reason: 'surface.state.reason' });
+  assert.deepEqual(state({ reason: 'r'.repeat(201) }), { ok: false, reason: 'surface.state.reason' });
 });
 
 const PRESENCE = {

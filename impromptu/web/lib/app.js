@@ -1,6 +1,11 @@
-// The operator page: checks the browser and the link, then wires PeerSession → Reassembler → CanvasDecoder,
-// and InputCapture → the control channel (while this viewer may control), and keeps the top bar and the test hook
-// up to date.
+// The operator page: checks the browser and the link, then wires PeerSession → SurfaceSet (a Reassembler and a
+// CanvasDecoder per surface) → the screen canvas, and InputCapture → the control channel (while this viewer may
+// control), and keeps the top bar, the tabs of shared windows and the test hook up to date.
+//
+// Every surface keeps decoding, into a canvas of its own off the page, and the selected one is copied onto the
+// screen canvas as each of its frames comes out. That costs one copy per shown frame, and buys instant tab
+// switches: a desktop sends a window's frames only when it changes, as deltas of the last keyframe, so a surface
+// that stopped decoding while hidden would show nothing until a keyframe was asked for and came back.
 
 import { CanvasDecoder } from './decoder.js';
 import { InputCapture } from './input.js';
@@ -10,6 +15,7 @@ import { PeerSession } from './peer.js';
 import { ControlGate } from './presence.js';
 import { Reassembler, controlMessages, parseControl } from './protocol.js';
 import { signalingUrl } from './signaling.js';
+import { SurfaceSet, surfaceOverlay, tabKeyTarget, tabLabel, tabModel } from './surfaces.js';
 
 const $ = (id) => document.getElementById(id);
 const canvas = $('screen');
@@ -22,6 +28,7 @@ const ui = {
   control: $('control'),
   controlBtn: $('control-btn'),
   fit: $('fit'),
+  tabs: $('tabs'),
   notice: $('notice'),
   overlay: $('overlay'),
 };
@@ -38,19 +45,32 @@ const STATE_TEXT = {
 const page = {
   state: 'connecting',
   reason: '',
-  lastConfig: null,
   fps: 0,
   latencyMs: null,
   decodeProblem: '', // a codec this browser cannot decode: shown over the connection state
   skippedFrames: 0, // sum of `stream.skipped` frames
 };
 
-let decoder = null;
-let reassembler = null;
-// Video that overtook the first `config` (they travel on different channels): kept until it arrives, so the
-// first keyframe is not thrown away. Bounded: 256 fragments is at most 4 MiB.
-const EARLY_MAX = 256;
-let early = [];
+const screenCtx = canvas.getContext('2d', { alpha: false });
+const surfaces = new SurfaceSet({
+  createReassembler: (surface) =>
+    new Reassembler({
+      surface,
+      onKeyframeRequest: () => send(controlMessages.keyframeRequest(surface)),
+      onDrop: (reason) => logOnce(`video:${reason}`, `dropped a video fragment: ${reason}`),
+    }),
+  createDecoder,
+  onChange: () => {
+    layoutNative();
+    render();
+  },
+  // Video that overtook its surface's first `config` (they travel on different channels) is kept until it
+  // arrives, so the first keyframe is not thrown away; beyond a bound, and for an ended window, it is dropped.
+  onDrop: (reason) => {
+    const why = reason === 'early' ? 'it came long before its config' : 'its window was closed';
+    logOnce(`video:${reason}`, `dropped video: ${why}`);
+  },
+});
 let session = null;
 let configsThisConnection = 0;
 let role = 'control';
@@ -69,11 +89,27 @@ window.impromptu = Object.freeze({
     return shown().reason;
   },
   get framesDecoded() {
-    return decoder ? decoder.framesDecoded : 0;
+    return surfaces.selected?.framesDecoded ?? 0;
   },
   get lastConfig() {
-    return page.lastConfig;
+    return selectedConfig();
   },
+  /** Every surface: `{surface, title, width, height, state, framesDecoded}`, by number. */
+  get surfaces() {
+    return surfaces.list.map((s) => ({
+      surface: s.surface,
+      title: s.title,
+      width: s.config?.width ?? 0,
+      height: s.config?.height ?? 0,
+      state: s.state,
+      framesDecoded: s.framesDecoded,
+    }));
+  },
+  get selectedSurface() {
+    return surfaces.selected?.surface ?? null;
+  },
+  /** Show (and operate) surface `n`, as a click on its tab does; false when there is none. */
+  selectSurface: (n) => selectSurface(n),
   get fps() {
     return page.fps;
   },
@@ -104,6 +140,11 @@ function logOnce(key, ...args) {
 
 // ---- UI ----
 
+/** The selected surface's last `config`, or null. */
+function selectedConfig() {
+  return surfaces.selected?.config ?? null;
+}
+
 function setState(state, reason = '') {
   page.state = state;
   page.reason = reason;
@@ -128,12 +169,102 @@ function render() {
   document.body.dataset.state = state;
   ui.state.textContent = stateLine(state, reason);
   ui.state.title = reason;
-  const c = page.lastConfig;
+  const selected = surfaces.selected;
+  const c = selectedConfig();
   ui.stream.textContent = c ? `${c.width}×${c.height} ${c.codec}` : '';
-  ui.fps.textContent = c && page.state === 'connected' ? `${page.fps} fps` : '';
-  const showOverlay = page.state !== 'connected' && !(decoder && decoder.framesDecoded > 0);
-  ui.overlay.hidden = !showOverlay;
-  ui.overlay.textContent = showOverlay ? (state === 'waiting' ? stateLine(state, reason) : STATE_TEXT[state]) : '';
+  ui.fps.textContent = c && page.state === 'connected' && selected.state === 'live' ? `${page.fps} fps` : '';
+  // No picture yet and no connection: say why. A window that is paused or closed: say so over its last picture.
+  const waiting = page.state !== 'connected' && !(selected && selected.framesDecoded > 0);
+  const over = waiting ? null : surfaceOverlay(selected);
+  ui.overlay.hidden = !waiting && over === null;
+  ui.overlay.classList.toggle('dim', over !== null);
+  if (waiting) ui.overlay.textContent = state === 'waiting' ? stateLine(state, reason) : STATE_TEXT[state];
+  else ui.overlay.textContent = over?.text ?? '';
+  renderFocus();
+  const label = selected && selected.surface !== 0 ? `shared window: ${tabLabel(selected)}` : 'shared desktop';
+  canvas.setAttribute('aria-label', label);
+  renderTabs();
+}
+
+/** The tab strip: one tab per surface when there are several (role=tablist, roving tabindex), none otherwise. */
+const tabButtons = new Map(); // surface -> its tab's button
+function renderTabs() {
+  const model = tabModel(surfaces);
+  ui.tabs.hidden = !model.visible;
+  document.body.classList.toggle('tabs', model.visible); // room for the strip above the stage
+  if (!model.visible) return;
+  for (const t of model.tabs) {
+    let b = tabButtons.get(t.surface);
+    if (b === undefined) {
+      b = document.createElement('button');
+      b.type = 'button';
+      b.id = `tab-${t.surface}`;
+      b.setAttribute('role', 'tab');
+      b.setAttribute('aria-controls', 'screen');
+      b.dataset.surface = String(t.surface);
+      b.append(document.createElement('span'), document.createElement('span'));
+      b.firstChild.className = 'label';
+      b.lastChild.className = 'marker';
+      b.addEventListener('click', () => {
+        selectSurface(t.surface);
+        if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys to that window
+      });
+      tabButtons.set(t.surface, b);
+      ui.tabs.append(b); // surfaces come in the order of their numbers: §8 numbers them as they are configured
+    }
+    if (b.firstChild.textContent !== t.label) b.firstChild.textContent = t.label;
+    b.lastChild.textContent = t.marker;
+    b.lastChild.hidden = t.marker === '';
+    b.title = t.tooltip;
+    b.dataset.state = t.state;
+    b.setAttribute('aria-selected', String(t.selected));
+    b.tabIndex = t.selected ? 0 : -1;
+  }
+}
+
+function onTabKey(e) {
+  const current = surfaces.selected?.surface;
+  const next = tabKeyTarget(surfaces.list.map((s) => s.surface), current, e.key);
+  if (next === null) return;
+  e.preventDefault();
+  selectSurface(next);
+  tabButtons.get(next)?.focus();
+}
+
+/** Show surface `n` on the screen canvas and send input there. */
+function selectSurface(n) {
+  const before = surfaces.selected?.surface;
+  if (!surfaces.select(n)) return false;
+  if (before !== n) {
+    input?.release(); // keys and buttons held on the window before let go there, not later on this one
+    showSelected();
+  }
+  return true;
+}
+
+/** Copy the selected surface's picture onto the screen canvas (sized to it). */
+function showSelected() {
+  const s = surfaces.selected;
+  if (!s || !s.config) return;
+  if (canvas.width !== s.config.width) canvas.width = s.config.width;
+  if (canvas.height !== s.config.height) canvas.height = s.config.height;
+  if (s.framesDecoded > 0) screenCtx.drawImage(s.decoder.canvas, 0, 0);
+}
+
+/** Each surface decodes into a canvas of its own; the selected one's frames are copied to the screen. */
+function createDecoder(surface) {
+  const own = document.createElement('canvas');
+  const decoder = new CanvasDecoder(own, {
+    onFrame: ({ timestamp }) => {
+      if (surfaces.selected?.surface !== surface) return;
+      showSelected();
+      frameCount += 1;
+      page.latencyMs = Date.now() - timestamp / 1000; // meaningful when both clocks agree (same machine)
+      if (decoder.framesDecoded === 1) render();
+    },
+    onError: (err, fatal) => onDecoderError(surface, err, fatal),
+  });
+  return decoder;
 }
 
 /** A full-page message that replaces the screen: the page cannot work at all. */
@@ -167,7 +298,13 @@ function renderControl() {
   }
   clearTimeout(buttonTimer);
   ui.controlBtn.disabled = false;
-  ui.focus.hidden = !(canvasFocused && bar.canControl);
+  renderFocus();
+}
+
+/** "keyboard → desktop" while keys typed go to the desktop: the canvas has focus and its surface takes input. */
+function renderFocus() {
+  const s = surfaces.selected;
+  ui.focus.hidden = !(canvasFocused && gate.canControl && (s === null || s.state === 'live'));
 }
 
 /** A new presence, or `null`: none on this connection (yet), which an older desktop never sends. */
@@ -196,7 +333,7 @@ function setFit(fit) {
 }
 
 function layoutNative() {
-  const c = page.lastConfig;
+  const c = selectedConfig();
   if (document.body.classList.contains('native') && c) {
     // One surface pixel on one device pixel.
     canvas.style.width = `${c.width / devicePixelRatio}px`;
@@ -212,7 +349,7 @@ let frameCount = 0;
 setInterval(() => {
   page.fps = frameCount;
   frameCount = 0;
-  if (page.lastConfig) render();
+  if (surfaces.selected) render();
 }, 1000);
 
 // ---- stream ----
@@ -235,58 +372,34 @@ function onControl(text) {
     applyConfig(msg);
   } else if (msg.type === 'presence') applyPresence(Object.freeze({ ...msg, requests: Object.freeze(msg.requests) }));
   else if (msg.type === 'stream.skipped') page.skippedFrames += msg.frames;
+  else if (msg.type === 'surface.state') surfaces.setState(msg);
 }
 
 function applyConfig(config) {
-  if (reassembler !== null && reassembler.surface !== config.surface) {
-    // This page shows one surface: the first one configured on this connection.
-    logOnce('config:surface', `ignoring surface ${config.surface} (and any other but ${reassembler.surface})`);
-    return;
-  }
-  page.lastConfig = Object.freeze({ ...config });
   page.decodeProblem = '';
   // Behind a relay a `config` may announce a new upstream — possibly a restarted desktop whose frame numbers
   // start over — on the same connection: start afresh rather than refuse its frames as old.
-  if (reassembler === null || session.viaRelay) {
-    reassembler = new Reassembler({
-      surface: config.surface,
-      onKeyframeRequest: () => send(controlMessages.keyframeRequest(config.surface)),
-      onDrop: (reason) => logOnce(`video:${reason}`, `dropped a video fragment: ${reason}`),
-    });
-  } else {
-    reassembler.reset();
-  }
-  decoder.configure(config);
-  layoutNative();
-  render();
-  const waiting = early;
-  early = [];
-  for (const buffer of waiting) onVideo(buffer);
+  const s = surfaces.configure(config, { fresh: session.viaRelay });
+  if (s === surfaces.selected) showSelected();
 }
 
 function onVideo(buffer) {
-  if (reassembler === null) {
-    if (early.length < EARLY_MAX) early.push(buffer);
-    else logOnce('video:early', 'dropped video that came long before its config');
-    return;
-  }
-  const frame = reassembler.push(buffer);
-  if (frame !== null && !decoder.decode(frame)) reassembler.needKeyframe();
+  surfaces.push(buffer);
 }
 
-function onDecoderError(err, fatal) {
+function onDecoderError(surface, err, fatal) {
   if (fatal) {
-    const codec = page.lastConfig ? page.lastConfig.codec : 'this stream';
+    const codec = surfaces.get(surface)?.config?.codec ?? 'this stream';
     page.decodeProblem = `this browser cannot decode ${codec} (${err.message})`;
     logOnce('decoder:codec', page.decodeProblem);
     render();
   } else {
     logOnce(`decoder:${err?.name}`, `decoder error, waiting for a keyframe: ${err?.message ?? err}`);
-    reassembler?.needKeyframe();
+    surfaces.needKeyframe(surface);
   }
 }
 
-setInterval(() => reassembler?.tick(), 100);
+setInterval(() => surfaces.tick(), 100);
 
 // ---- start ----
 
@@ -314,12 +427,13 @@ async function main() {
     if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys back to the desktop
   });
   ui.controlBtn.addEventListener('click', onControlButton);
+  ui.tabs.addEventListener('keydown', onTabKey);
   window.addEventListener('resize', layoutNative);
   window.addEventListener('hashchange', () => location.reload());
   window.addEventListener('pageshow', (e) => e.persisted && location.reload()); // back from the bfcache: stopped
   const onFocus = (focused) => {
     canvasFocused = focused;
-    ui.focus.hidden = !(focused && gate.canControl);
+    renderFocus();
   };
   canvas.addEventListener('focus', () => onFocus(true));
   canvas.addEventListener('blur', () => onFocus(false));
@@ -346,19 +460,14 @@ async function main() {
   role = keys.role;
   applyPresence(null);
 
-  decoder = new CanvasDecoder(canvas, {
-    onFrame: ({ timestamp }) => {
-      frameCount += 1;
-      page.latencyMs = Date.now() - timestamp / 1000; // meaningful when both clocks agree (same machine)
-      if (decoder.framesDecoded === 1) render();
-    },
-    onError: onDecoderError,
-  });
-
   if (role === 'control') {
     input = new InputCapture(canvas, {
       send: (message) => gate.sendInput(message),
-      surface: () => (page.lastConfig && page.state === 'connected' ? page.lastConfig : null),
+      surface: () => {
+        const s = surfaces.selected;
+        if (!s?.config || page.state !== 'connected' || s.state !== 'live') return null;
+        return { surface: s.surface, width: s.config.width, height: s.config.height };
+      },
     });
     input.attach();
   }
@@ -369,15 +478,13 @@ async function main() {
     onState: setState,
     onOpen: () => {
       // A fresh connection: its own sequence numbers and a keyframe after its config.
-      reassembler = null;
+      surfaces.disconnect();
       configsThisConnection = 0;
-      early = [];
       applyPresence(null);
       if (role === 'control') canvas.focus({ preventScroll: true });
     },
     onClose: () => {
-      reassembler = null;
-      early = [];
+      surfaces.disconnect();
       applyPresence(null); // who watches and who controls is news of a connection we no longer have
     },
     onControl,

@@ -1,5 +1,5 @@
 // Pointer, wheel and keyboard capture on the screen canvas, turned into `input.*` control messages
-// (docs/protocol.md §5). The coordinate and wheel arithmetic are pure functions, exported for tests.
+// (docs/protocol.md §5, and §8: each names the surface it acts on). The coordinate and wheel arithmetic are pure functions, exported for tests.
 
 import { controlMessages as M } from './protocol.js';
 
@@ -71,7 +71,8 @@ export class WheelAccumulator {
 
 /**
  * Captures input on `canvas` while it has focus and hands `input.*` messages to `send(message)`.
- * `surface()` returns the current `{width, height}` (or null before the first `config`); nothing is sent then.
+ * `surface()` returns the surface input goes to, `{surface, width, height}` (or null before the first `config`, or
+ * while it is not live); nothing is sent then. Coordinates are mapped with that surface's size.
  */
 export class InputCapture {
   constructor(canvas, { send, surface }) {
@@ -135,7 +136,8 @@ export class InputCapture {
   _position(e) {
     const s = this._surface();
     if (s === null) return null;
-    return mapToSurface(e.clientX, e.clientY, this.canvas.getBoundingClientRect(), s.width, s.height);
+    const p = mapToSurface(e.clientX, e.clientY, this.canvas.getBoundingClientRect(), s.width, s.height);
+    return { ...p, surface: s.surface ?? 0 };
   }
 
   _onMove(e) {
@@ -147,7 +149,7 @@ export class InputCapture {
         this._raf = 0;
         const m = this._pendingMove;
         this._pendingMove = null;
-        if (m !== null) this._emit(M.move(m.x, m.y));
+        if (m !== null) this._emit(M.move(m.x, m.y, m.surface));
       });
     }
   }
@@ -162,7 +164,7 @@ export class InputCapture {
     if (down) this._buttons.add(button);
     else this._buttons.delete(button);
     this._pendingMove = null; // the button message carries the position, in order
-    this._emit(M.button(button, down, p.x, p.y));
+    this._emit(M.button(button, down, p.x, p.y, p.surface));
   }
 
   _onWheel(e) {
@@ -172,18 +174,19 @@ export class InputCapture {
     const { dx, dy } = this._wheel.add(e.deltaX, e.deltaY, e.deltaMode);
     if (dx === 0 && dy === 0) return;
     this._pendingMove = null;
-    this._emit(M.wheel(dx, dy, p.x, p.y));
+    this._emit(M.wheel(dx, dy, p.x, p.y, p.surface));
   }
 
   _onKey(e, down) {
     if (e.isComposing || e.keyCode === 229) return; // an IME is composing; its result is not a key press
     e.preventDefault(); // keep Tab, Backspace, F5, Ctrl+W… on the desktop rather than the page
-    if (this._surface() === null) return;
+    const s = this._surface();
+    if (s === null) return;
     const id = e.code || e.key;
     if (!down && !this._keys.has(id)) return;
     if (down) this._keys.add(id);
     else this._keys.delete(id);
-    this._emit(M.key(e.code, e.key, down));
+    this._emit(M.key(e.code, e.key, down, s.surface ?? 0));
   }
 
   _emit(message) {

@@ -1,4 +1,4 @@
-// Wire protocol v1 (docs/protocol.md §4 and §5): video fragment framing, frame reassembly with the loss rules,
+// Wire protocol v1 (docs/protocol.md §4, §5 and §8): video fragment framing, frame reassembly with the loss rules,
 // and the control-message schema. Pure and DOM-free so `node --test` can exercise it.
 
 export const VERSION = 1;
@@ -329,6 +329,11 @@ const isInt = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
 // Peer ids are made by the signaling server (16 hex digits today); a page only shows and compares them.
 export const isPeer = (v) => typeof v === 'string' && v.length > 0 && v.length <= 256;
 const MAX_VIEWERS = 0xffff;
+/** At most this many characters in a window's title and in a surface's state reason (§8). */
+export const MAX_TEXT = 200;
+const isText = (v) => typeof v === 'string' && v.length <= MAX_TEXT;
+/** A surface's `surface.state` (§8). */
+export const SURFACE_STATES = new Set(['live', 'paused', 'ended']);
 /** At most this many peers in a relay's `relay.viewers` and in a presence's `relayed` (§7). */
 export const MAX_RELAYED = 1024;
 
@@ -366,7 +371,20 @@ export function parseControl(text) {
       if (!isInt(width, 1, 16384)) return { ok: false, reason: 'config.width' };
       if (!isInt(height, 1, 16384)) return { ok: false, reason: 'config.height' };
       if (!isInt(fps, 0, 1000)) return { ok: false, reason: 'config.fps' };
-      return { ok: true, msg: { type: 'config', surface, codec, width, height, fps } };
+      const msg = { type: 'config', surface, codec, width, height, fps };
+      // §8: a shared window's title, for the page's tab. Absent for the whole display (and from older desktops).
+      if (raw.title !== undefined) {
+        if (!isText(raw.title)) return { ok: false, reason: 'config.title' };
+        msg.title = raw.title;
+      }
+      return { ok: true, msg };
+    }
+    case 'surface.state': {
+      const { surface, state, reason } = raw;
+      if (!isInt(surface, 0, 0xffff)) return { ok: false, reason: 'surface.state.surface' };
+      if (!SURFACE_STATES.has(state)) return { ok: false, reason: 'surface.state.state' };
+      if (!isText(reason)) return { ok: false, reason: 'surface.state.reason' };
+      return { ok: true, msg: { type: 'surface.state', surface, state, reason } };
     }
     case 'presence': {
       const { you, role, viewers, controllers, mode, holder, requests } = raw;
@@ -411,13 +429,16 @@ export function needsRole(type) {
   return typeof type === 'string' && (type.startsWith('input.') || ROLE_TYPES.has(type));
 }
 
-/** Page → desktop messages, built in one place so their shape matches §5. */
+/**
+ * Page → desktop messages, built in one place so their shape matches §5. Input names the surface it acts on
+ * (§8), always — `0`, the whole display, included — so that what the page meant never rests on a default.
+ */
 export const controlMessages = {
   keyframeRequest: (surface) => ({ type: 'keyframe.request', surface }),
-  move: (x, y) => ({ type: 'input.move', x, y }),
-  button: (button, down, x, y) => ({ type: 'input.button', button, down, x, y }),
-  wheel: (dx, dy, x, y) => ({ type: 'input.wheel', dx, dy, x, y }),
-  key: (code, key, down) => ({ type: 'input.key', code, key, down }),
+  move: (x, y, surface = 0) => ({ type: 'input.move', x, y, surface }),
+  button: (button, down, x, y, surface = 0) => ({ type: 'input.button', button, down, x, y, surface }),
+  wheel: (dx, dy, x, y, surface = 0) => ({ type: 'input.wheel', dx, dy, x, y, surface }),
+  key: (code, key, down, surface = 0) => ({ type: 'input.key', code, key, down, surface }),
   release: () => ({ type: 'input.release' }),
   controlRequest: () => ({ type: 'control.request' }),
   controlRelease: () => ({ type: 'control.release' }),

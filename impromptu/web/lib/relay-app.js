@@ -52,6 +52,7 @@ let configsThisConnection = 0;
 let capacitySent = false;
 const up = { bytesReceived: 0, bytesSent: 0 };
 const configs = new Map(); // surface -> the last `config` of the current upstream
+const states = new Map(); // surface -> its last `surface.state` when not live (§8), for viewers who join later
 let lastConfig = null; // the last `config` of any upstream, for the page and the test hook
 let presence = null; // the last `presence` of the current upstream
 const downstreams = new Map(); // peer id -> Downstream
@@ -139,6 +140,7 @@ function onUpstreamClose() {
   fanout.reset();
   requests.clear();
   configs.clear();
+  states.clear();
   presence = null;
   reassembler = null;
   early = [];
@@ -178,6 +180,10 @@ function onUpstreamControl(text) {
     for (const d of openDownstreams()) sendDown(d, presenceFor(msg, d.peer, book.reported(d.peer)));
   } else if (msg.type === 'stream.skipped') {
     page.skippedFrames += msg.frames;
+    for (const d of openDownstreams()) sendDown(d, msg);
+  } else if (msg.type === 'surface.state') {
+    if (msg.state === 'live') states.delete(msg.surface);
+    else states.set(msg.surface, msg);
     for (const d of openDownstreams()) sendDown(d, msg);
   }
 }
@@ -376,7 +382,11 @@ function onChannelOpen(d) {
   if (d.open || d.closed || d.video.readyState !== 'open' || d.control.readyState !== 'open') return;
   d.open = true;
   clearTimeout(d.timer);
-  for (const config of configs.values()) sendDown(d, config);
+  for (const config of configs.values()) {
+    sendDown(d, config);
+    const state = states.get(config.surface);
+    if (state !== undefined) sendDown(d, state); // after its config, as the desktop sends them
+  }
   book.add(d.peer);
   if (presence !== null) sendDown(d, presenceFor(presence, d.peer, book.reported(d.peer)));
   const started = fanout.add(d.peer, d.sink());
