@@ -99,15 +99,24 @@ def parse_window_id(text: str) -> int:
 
 
 def resolve_windows(display: str, selectors: tuple[WindowSelector, ...], pid: int | None) -> tuple[WindowInfo, ...]:
-    """The window each selector picks on ``display`` (the topmost, when several match). Without ``pid``, those
-    there now (``WindowNotFound`` otherwise); with it, blocks until a window of that process tree is mapped for
-    each, for ``WINDOW_WAIT_S`` in all. Two selectors that pick the same window are a ``UsageError``."""
+    """The window each selector picks on ``display``. Without ``pid``, the one there now: ``WindowNotFound`` if
+    there is none, and a ``UsageError`` if several match (sharing a window the user did not mean would show it: they
+    pick one by id). With ``pid``, blocks until a window of that process tree is mapped for each (its topmost), for
+    ``WINDOW_WAIT_S`` in all. Two selectors that pick the same window are a ``UsageError``."""
     found: list[WindowInfo] = []
     for selector in selectors:
         if pid is None:
-            window = find_windows(
+            matches = find_windows(
                 display, ids=selector.ids, title_regex=selector.title_regex, wm_class=selector.wm_class
-            )[-1]
+            )
+            if len(matches) > 1:
+                shown = ", ".join(f"{w.id_hex} {w.title[:40]!r}" for w in reversed(matches[-4:]))
+                more = f" and {len(matches) - 4} more" if len(matches) > 4 else ""
+                raise UsageError(
+                    f"{len(matches)} windows have a {selector.describe()} ({shown}{more}): "
+                    "pick one with --window ID (`impromptu windows` lists them)"
+                )
+            window = matches[0]
         else:
             window = wait_for_window(display, selector, WINDOW_WAIT_S, pid)
         if any(w.id == window.id for w in found):

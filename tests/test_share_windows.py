@@ -358,6 +358,20 @@ def test_share_with_no_such_window_is_one_line_and_status_1(xvfb_display: str) -
     assert result.stdout == ""
 
 
+def test_a_title_that_matches_several_windows_is_refused_not_guessed(
+    xvfb_display: str, painters: Callable[..., Painter]
+) -> None:
+    """Two windows match: sharing either might show one the user did not mean to, so neither is shared."""
+    first = painters(20, 20, 100, 60, (SHARED,), title="impromptu-twin one")
+    second = painters(200, 20, 100, 60, (OTHER,), title="impromptu-twin two")
+    result = run_cli("share", "--display", xvfb_display, "--bind", "127.0.0.1:0", "--window-title", "impromptu-twin")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "2 windows have a title matching 'impromptu-twin'" in result.stderr, result.stderr
+    assert f"{first.id:#x}" in result.stderr and f"{second.id:#x}" in result.stderr
+    assert result.stdout == "", "no link: nothing is shared"
+
+
 def test_share_ends_with_status_0_when_the_last_window_closes(
     xvfb_display: str, control: Any, painters: Callable[..., Painter]
 ) -> None:
