@@ -63,3 +63,17 @@ def test_h264_says_its_colours_are_bt601_limited_range() -> None:
     smpte170m, tv_range = 6, 1  # ITU-T H.273 code points, as FFmpeg reports them
     assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (smpte170m,) * 3
     assert frame.color_range == tv_range
+
+
+@pytest.mark.parametrize("size", [(364, 198), (366, 202), (320, 240)])
+def test_any_even_size_round_trips_whole_and_aligned(size: tuple[int, int]) -> None:
+    """A shared window has any even size: the whole picture comes back, in place, however its height divides."""
+    width, height = size
+    enc = Encoder(width, height, 30)
+    data, _ = enc.encode(picture(width, height), 0, keyframe=True)
+    (frame,) = av.CodecContext.create("h264", "r").decode(av.Packet(data))
+    assert (frame.width, frame.height) == size
+    rgb = frame.to_ndarray(format="rgb24").astype(int)
+    expected = np.frombuffer(picture(width, height), np.uint8).reshape(height, width, 4)[:, :, 2::-1].astype(int)
+    assert np.abs(rgb - expected).mean() < 4, "the picture is not shifted or smeared"
+    enc.close()

@@ -42,5 +42,9 @@ class I420Converter:
         if cv2 is None:
             return av.VideoFrame.from_numpy_buffer(pixels, format="bgra").reformat(format="yuv420p")
         cv2.cvtColor(pixels, cv2.COLOR_BGRA2YUV_I420, dst=self._out)
+        if self.height % 4:
+            # PyAV's zero-copy wrapper takes the height as rows // 6 * 4 (PyAV 18): for a height that is not a
+            # multiple of 4 (a shared window's, say) it would read the planes two rows short and misaligned.
+            return av.VideoFrame.from_ndarray(self._out, format="yuv420p")
         # The frame borrows our buffer: the encoder copies what it keeps before the next convert() overwrites it.
         return av.VideoFrame.from_numpy_buffer(self._out, format="yuv420p")
