@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,3 +38,32 @@ def browser(playwright: Any) -> Iterator[Any]:
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     yield b
     b.close()
+
+
+@pytest.fixture
+def control(xvfb_display: str) -> Iterator[Any]:
+    """An X connection of the test's own that moves, stacks, maps and destroys windows, and looks at the screen."""
+    from Xlib.display import Display
+
+    d = Display(xvfb_display)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def painters(xvfb_display: str) -> Iterator[Callable[..., Any]]:
+    """Makes ``tests.xclient.Painter`` windows on the module's display (each painted once before it is returned),
+    and closes them after the test."""
+    from tests.xclient import Painter
+
+    made: list[Painter] = []
+
+    def make(*args: Any, **kwargs: Any) -> Painter:
+        painter = Painter(xvfb_display, *args, **kwargs)
+        made.append(painter)
+        painter.wait_painted(0)
+        return painter
+
+    yield make
+    for painter in made:
+        painter.close()

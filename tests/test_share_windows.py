@@ -9,14 +9,13 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import av
 import numpy as np
 import pytest
 from Xlib import X
-from Xlib.display import Display
 
 from impromptu.display import WindowInfo
 from impromptu.rtc import IcePolicy, ViewerPeer
@@ -29,29 +28,6 @@ OTHER = 0x22AA44
 SECRET = (0xE0217B, 0x13F7A2)
 """The secret window's pattern: 8x8 squares of two colours that nothing else here uses."""
 INPUT = X.ButtonPressMask | X.ButtonReleaseMask | X.KeyPressMask | X.KeyReleaseMask | X.PointerMotionMask
-
-
-@pytest.fixture
-def control(xvfb_display: str) -> Iterator[Any]:
-    """A connection of the test's own that moves, stacks, maps and destroys windows."""
-    d = Display(xvfb_display)
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def painters(xvfb_display: str) -> Iterator[Callable[..., Painter]]:
-    made: list[Painter] = []
-
-    def make(*args: Any, **kwargs: Any) -> Painter:
-        painter = Painter(xvfb_display, *args, **kwargs)
-        made.append(painter)
-        painter.wait_painted(0)
-        return painter
-
-    yield make
-    for painter in made:
-        painter.close()
 
 
 def info(painter: Painter, x: int, y: int, w: int, h: int, title: str = "shared") -> WindowInfo:

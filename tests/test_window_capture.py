@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 from Xlib import X, error
-from Xlib.display import Display
 
 from impromptu.capture import Frame, SurfaceGone, SurfacePaused, SurfaceResized, open_window_source
 from impromptu.capture.window import X11WindowSource
@@ -28,29 +27,6 @@ SECRET = (0xE0217B, 0x13F7A2)
 BORDER = 0xF0C010
 BLACK = 0x000000
 """What the source shows of a window until the window's client has painted it."""
-
-
-@pytest.fixture
-def control(xvfb_display: str) -> Iterator[Any]:
-    """A connection of the test's own that moves, stacks, maps and destroys windows, and looks at the screen."""
-    d = Display(xvfb_display)
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def painters(xvfb_display: str) -> Iterator[Callable[..., Painter]]:
-    made: list[Painter] = []
-
-    def make(*args: Any, **kwargs: Any) -> Painter:
-        painter = Painter(xvfb_display, *args, **kwargs)
-        made.append(painter)
-        painter.wait_painted(0)
-        return painter
-
-    yield make
-    for painter in made:
-        painter.close()
 
 
 @pytest.fixture
