@@ -42,6 +42,7 @@ __all__ = [
     "WindowInfo",
     "WindowSelector",
     "WindowWatch",
+    "client_of",
     "find_windows",
     "list_windows",
     "wait_for_window",
@@ -143,6 +144,13 @@ class WindowSelector:
         if self.wm_class is not None:
             parts.append(f"class {self.wm_class!r}")
         return ", ".join(parts) or "any window"
+
+
+def client_of(window_id: int, resource_id_mask: int) -> int:
+    """The X client that created ``window_id``: the id with its resource bits cleared. Every resource a connection
+    creates shares these high bits, so two windows with the same value belong to one client (one application
+    connection). ``resource_id_mask`` is the server's (python-xlib: ``display.display.info.resource_id_mask``)."""
+    return window_id & ~resource_id_mask
 
 
 def list_windows(display: str) -> list[WindowInfo]:
