@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from impromptu.capture import FrameSource, open_screen_source, open_window_source
 from impromptu.control import ControlFloor, ControlMode
@@ -26,7 +26,8 @@ from impromptu.encode import Encoder
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
 from impromptu.input import InputDispatcher, InputSink, open_input_sink
-from impromptu.input.window import FocusingSink, WindowInput
+from impromptu.input.window import WindowInput
+from impromptu.input.xtest import XTestSink
 from impromptu.link import LinkKeys, Role
 from impromptu.relayed import RelayedViewers
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
@@ -144,6 +145,9 @@ class ShareSession:
             raise ImpromptuError("a session can only be started once")
         self._started = True
         sink = await in_daemon_thread(open_input_sink, self.display)
+        if self._options.windows and not isinstance(sink, XTestSink):
+            sink.close()
+            raise ImpromptuError("sharing single windows needs X input injection (XTEST)")
         opened: list[tuple[FrameSource, Encoder]] = []
         try:
             for window in self._options.windows or (None,):
@@ -165,6 +169,9 @@ class ShareSession:
             raise
         self._sink = sink
         loop = asyncio.get_running_loop()
+        if isinstance(sink, XTestSink) and self._options.windows:
+            # Window input watches the focus, to release held keys when it leaves (input/window.py).
+            loop.add_reader(sink.fileno(), sink.process_events)
         windows: tuple[WindowInfo | None, ...] = self._options.windows or (None,)
         for index, (window, (source, encoder)) in enumerate(zip(windows, opened, strict=True)):
             number = SCREEN if window is None else index + 1
@@ -188,7 +195,8 @@ class ShareSession:
                 surface.dispatcher = InputDispatcher(sink, encoder.width, encoder.height)
             else:
                 surface.config["title"] = window.title[:MAX_TEXT]
-                confined = WindowInput(cast(FocusingSink, sink), window.id)
+                assert isinstance(sink, XTestSink)  # checked above
+                confined = WindowInput(sink, window.id)
                 surface.dispatcher = InputDispatcher(confined, encoder.width, encoder.height, clamp=True)
             surface.worker = EncodeWorker(
                 source,
@@ -200,6 +208,7 @@ class ShareSession:
                 on_resize=partial(self._resized, number),
                 on_state=partial(self._surface_state, number),
                 watch_idle=window is not None,
+                on_rename=partial(self._renamed, number),
             )
             self._surfaces[number] = surface
         for surface in self._surfaces.values():
@@ -241,6 +250,8 @@ class ShareSession:
             if surface.worker is not None:
                 await asyncio.to_thread(surface.worker.stop)
         if self._sink is not None:
+            if isinstance(self._sink, XTestSink) and self._options.windows:
+                asyncio.get_running_loop().remove_reader(self._sink.fileno())
             self._sink.close()
 
     def _send_signal(self, message: dict[str, Any]) -> None:
@@ -422,6 +433,19 @@ class ShareSession:
         logger.info(
             "surface %d of %s is now %dx%d %s", number, self.display, encoder.width, encoder.height, encoder.codec
         )
+
+    def _renamed(self, number: int, title: str) -> None:
+        """A window's title changed: viewers get its config again, with only the new title for its tab (a rename,
+        protocol.md §8: pages keep decoding, so no keyframe is due)."""
+        surface = self._surfaces[number]
+        title = title[:MAX_TEXT]
+        if surface.state == "ended" or surface.config.get("title") == title:
+            return
+        surface.config = {**surface.config, "title": title}
+        for viewer in self._offers.peers.values():
+            if viewer.is_open:
+                viewer.send_control(surface.config)
+        logger.info("surface %d of %s is now titled %r", number, self.display, title[:80])
 
     def _surface_state(self, number: int, state: str, reason: str) -> None:
         """A window's surface paused, is live again, or ended (from its worker): tell every viewer; what viewers

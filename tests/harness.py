@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,13 @@ def probe_report(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     report["exit"] = proc.returncode
     report["stderr"] = err
     return report
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10) -> None:
+    """Until ``predicate()`` holds, asking again every 50 ms; fails after ``timeout_s``. For state that no event
+    announces (another process's, the X server's)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:g} s")
+        await asyncio.sleep(0.05)

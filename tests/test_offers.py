@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from impromptu.link import Role
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
+from tests.harness import wait_until
 
 LOOPBACK = IcePolicy(addresses=("127.0.0.1",))
 MACS = {"control-mac": Role.CONTROL, "view-mac": Role.VIEW}
@@ -44,14 +45,6 @@ class Owner:
         self.offers.signal({"type": "join", "peer": peer})
         await wait_until(lambda: any(m["peer"] == peer for m in self.sent))
         return next(m for m in self.sent if m["peer"] == peer)
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    for _ in range(200):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met within 10 s")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from impromptu.link import LinkKeys
 from impromptu.rtc import ViewerPeer
 from impromptu.session import ShareSession
 from impromptu.signaling import SignalingServer
+from tests.harness import wait_until
 from tests.pyviewer import PyViewer, sharing, viewer
 from tests.xclient import XWindow
 
@@ -205,14 +206,6 @@ async def test_input_from_a_view_only_viewer_never_reaches_x(
         await view.close()
         await control.close()
         watcher.close()
-
-
-async def wait_until(predicate: Any) -> None:
-    for _ in range(200):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met within 10 s")
 
 
 async def test_one_controller_at_a_time(xvfb_display: str) -> None:

@@ -1,8 +1,11 @@
-"""Capturing one window: only its own pixels (never a window above it), following resizes, moves, unmapping and
-destruction, with DAMAGE on that window alone saying when there is something new."""
+"""Capturing one window: only its own pixels (never a window above it) and its application's own popups (never
+another client's window, nor the application's other windows), following resizes, moves, unmapping, destruction
+and title changes, with DAMAGE on that window alone saying when there is something new."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import select
 import shutil
 import statistics
@@ -15,10 +18,12 @@ import pytest
 from Xlib import X, error
 
 from impromptu.capture import Frame, SurfaceGone, SurfacePaused, SurfaceResized, open_window_source
+from impromptu.capture.base import SurfaceRenamed
 from impromptu.capture.window import X11WindowSource
-from impromptu.display import Xvfb
+from impromptu.display import WindowInfo, Xvfb
 from impromptu.errors import CaptureError
-from tests.xclient import TIMEOUT_S, Painter
+from tests.pyviewer import sharing, viewer
+from tests.xclient import TIMEOUT_S, Client, Painter
 
 SHARED = 0x3366CC
 SHARED_AGAIN = 0x22AA44
@@ -316,23 +321,264 @@ def test_without_composite_there_is_no_window_capture() -> None:
 
 
 def test_grab_timing_at_1280x800(capsys: pytest.CaptureFixture[str]) -> None:
-    """A figure to read, not a limit: how long one grab of a 1280x800 window takes here."""
+    """Figures to read, not limits: how long one grab of a 1280x800 window takes here, alone and with a 240x320
+    menu of its application over it (drawn from what was read of it before, and read again)."""
     if shutil.which("Xvfb") is None:
         pytest.skip("needs Xvfb (apt-get install xvfb)")
+
+    def timed(source: X11WindowSource, before: Callable[[], None] = lambda: None) -> str:
+        times = []
+        for _ in range(30):
+            before()
+            started = time.perf_counter()
+            frame = source.grab()
+            times.append((time.perf_counter() - started) * 1000)
+        assert (frame.width, frame.height) == (1280, 800)
+        return f"median {statistics.median(times):.2f} ms, max {max(times):.2f} ms"
+
     with Xvfb((1280, 800)) as xvfb:
         painter = Painter(xvfb.name, 0, 0, 1280, 800, SECRET)
         source = X11WindowSource(xvfb.name, painter.id)
+        app = Client(xvfb.name)
         try:
             painter.wait_painted(0)
             frames_until(source, lambda frame: colours(frame) == set(SECRET), lambda frame: None)
-            times = []
-            for _ in range(30):
-                started = time.perf_counter()
-                frame = source.grab()
-                times.append((time.perf_counter() - started) * 1000)
-            assert (frame.width, frame.height) == (1280, 800)
+            alone = timed(source)
+            shared = app.window(0, 0, 1280, 800, SHARED, override_redirect=False, title="app")
+            app.wait_painted(shared)
+            with_app = X11WindowSource(xvfb.name, shared)
+            try:
+                app.window(600, 300, 240, 320, POPUP)
+                frames_until(with_app, only(SHARED, POPUP), lambda frame: None)
+                kept = timed(with_app)
+                popup = with_app._popups[0]
+                again = timed(with_app, lambda: setattr(popup, "dirty", True))
+            finally:
+                with_app.close()
             with capsys.disabled():
-                print(f"\nwindow grab 1280x800: median {statistics.median(times):.2f} ms, max {max(times):.2f} ms")
+                print(f"\nwindow grab 1280x800: {alone}; with a menu over it: {kept}; menu read again: {again}")
         finally:
+            app.close()
             source.close()
             painter.close()
+
+
+POPUP = 0xD08020
+SUBMENU = 0x8040C0
+PRIVATE = 0x40C0C0
+"""The shared window's application's second, normal top-level window: private, never drawn."""
+
+
+@pytest.fixture
+def app(xvfb_display: str) -> Iterator[Client]:
+    """An application: one X client whose windows (main window, popups, other windows) a test makes."""
+    client = Client(xvfb_display)
+    yield client
+    client.close()
+
+
+def showing(shape: tuple[int, int], *parts: tuple[int, int, int, int, int]) -> np.ndarray[Any, Any]:
+    """A picture of ``shape`` (height, width), all SHARED but for ``parts`` (colour, left, top, right, bottom),
+    drawn in order."""
+    picture = np.full(shape, SHARED, np.uint32)
+    for colour, left, top, right, bottom in parts:
+        picture[top:bottom, left:right] = colour
+    return picture
+
+
+def test_the_applications_own_popups_are_drawn_over_it_clipped_while_mapped(
+    xvfb_display: str, control: Any, app: Client, sources: Callable[[str, int], X11WindowSource]
+) -> None:
+    shared = app.window(40, 40, 240, 160, SHARED, override_redirect=False, title="app")
+    app.wait_painted(shared)
+    source = sources(xvfb_display, shared)
+
+    def own(frame: Frame) -> None:
+        assert colours(frame) <= {SHARED, POPUP, SUBMENU, BLACK}
+
+    frames_until(source, only(SHARED), own)
+
+    # A menu over its bottom-right corner and beyond: drawn where it is, clipped to the window.
+    menu = app.window(200, 150, 100, 80, POPUP)
+    frame = frames_until(source, only(SHARED, POPUP), own)
+    with_menu = showing((160, 240), (POPUP, 160, 110, 240, 160))
+    assert (rgb(frame) == with_menu).all()
+
+    # A submenu over the menu and the window's right edge: above the menu, in stacking order.
+    submenu = app.window(250, 60, 60, 120, SUBMENU)
+    frame = frames_until(source, only(SHARED, POPUP, SUBMENU), own)
+    assert (rgb(frame) == showing((160, 240), (POPUP, 160, 110, 240, 160), (SUBMENU, 210, 20, 240, 140))).all()
+    app.configure(menu, stack_mode=X.Above)  # the menu raised over the submenu
+    frame = frames_until(source, lambda frame: rgb(frame)[130, 220] == POPUP, own)
+    assert (rgb(frame) == showing((160, 240), (SUBMENU, 210, 20, 240, 140), (POPUP, 160, 110, 240, 160))).all()
+
+    # Unmapped: gone from the frames, the window's own pixels under it.
+    app.unmap(submenu)
+    frame = frames_until(source, only(SHARED, POPUP), own)
+    assert (rgb(frame) == with_menu).all()
+    app.unmap(menu)
+    frames_until(source, only(SHARED), own)
+
+    # Mapped again, and moved: drawn at its new place.
+    app.map(menu)
+    frame = frames_until(source, only(SHARED, POPUP), own)
+    assert (rgb(frame) == with_menu).all()
+    app.configure(menu, x=0, y=0)
+    frame = frames_until(source, lambda frame: rgb(frame)[0, 0] == POPUP and rgb(frame)[110, 160] == SHARED, own)
+    assert (rgb(frame) == showing((160, 240), (POPUP, 0, 0, 60, 40))).all()
+    # The window moved instead: the menu is where it is relative to the window.
+    win = control.create_resource_object("window", shared)
+    win.configure(x=10, y=20)
+    control.sync()
+    frame = frames_until(source, lambda frame: rgb(frame)[35, 85] == POPUP, own)
+    assert (rgb(frame) == showing((160, 240), (POPUP, 0, 0, 90, 60))).all()
+
+    # The window raised over its menu hides the menu (as on the screen); raised again, the menu is back.
+    win.configure(stack_mode=X.Above)
+    control.sync()
+    frames_until(source, only(SHARED), own)
+    app.configure(menu, stack_mode=X.Above)
+    frames_until(source, only(SHARED, POPUP), own)
+
+
+def test_another_clients_window_is_never_drawn_not_even_in_a_new_popups_pixmap(
+    xvfb_display: str,
+    control: Any,
+    app: Client,
+    painters: Callable[..., Painter],
+    sources: Callable[[str, int], X11WindowSource],
+) -> None:
+    shared = app.window(40, 40, 240, 160, SHARED, override_redirect=False, title="app")
+    app.wait_painted(shared)
+    # Another client's override-redirect window over part of the shared one: on the screen, never in a frame.
+    secret = painters(150, 100, 200, 150, SECRET)
+    source = sources(xvfb_display, shared)
+
+    def private(frame: Frame) -> None:
+        seen = colours(frame)
+        assert not seen & set(SECRET), "the secret window's pixels were captured"
+        assert seen <= {SHARED, POPUP, BLACK}
+
+    frames_until(source, only(SHARED), private)
+
+    # A menu mapped over the secret window while its application is busy: it has no background, so the screen
+    # (and the new pixmap redirection gives it) still shows the secret window there. Black until it is painted.
+    menu = app.window(160, 110, 80, 60, POPUP, mapped=False)
+    assert set(SECRET) <= screen_colours(control, 160, 110, 80, 60), "the secret window is where the menu will be"
+    app.hold()
+    menu_win = control.create_resource_object("window", menu)
+    menu_win.map()
+    control.sync()
+    frame = frames_until(source, only(SHARED, BLACK), private)
+    assert (rgb(frame) == showing((160, 240), (BLACK, 120, 70, 200, 130))).all()
+    app.release()
+    frame = frames_until(source, only(SHARED, POPUP), private)
+    with_menu = showing((160, 240), (POPUP, 120, 70, 200, 130))
+    assert (rgb(frame) == with_menu).all()
+
+    # The secret window raised over the menu: the menu's own pixels still, read from its own pixmap.
+    painted = secret.paints
+    control.create_resource_object("window", secret.id).configure(stack_mode=X.Above)
+    control.sync()
+    secret.wait_painted(painted)  # exposed, so painted again
+    assert set(SECRET) <= screen_colours(control, 160, 110, 80, 60)
+    painted = app.paints[menu]
+    app.paint(menu, POPUP)
+    app.wait_painted(menu, painted)
+    assert wait_changed(source)
+    frame = source.grab()
+    private(frame)
+    assert (rgb(frame) == with_menu).all()
+    painted = secret.paints
+    secret.paint((SECRET[1], SECRET[0]))  # drawing on the secret window: no change to this one
+    secret.wait_painted(painted)
+    for _ in range(5):
+        if not source.changed():
+            break
+        private(source.grab())
+
+
+def test_the_applications_other_top_level_windows_are_never_drawn(
+    xvfb_display: str, control: Any, app: Client, sources: Callable[[str, int], X11WindowSource]
+) -> None:
+    shared = app.window(40, 40, 240, 160, SHARED, override_redirect=False, title="app")
+    app.wait_painted(shared)
+    source = sources(xvfb_display, shared)
+    # Its second, normal window over the shared one (a private document, say), and a menu so that frames are
+    # composed.
+    other = app.window(100, 80, 150, 100, PRIVATE, override_redirect=False, title="private")
+    app.wait_painted(other)
+    app.window(20, 20, 40, 40, POPUP)
+    assert PRIVATE in screen_colours(control, 100, 80, 150, 100)
+
+    def no_private(frame: Frame) -> None:
+        assert PRIVATE not in colours(frame), "the application's other window was drawn"
+
+    frame = frames_until(source, only(SHARED, POPUP), no_private)
+    assert (rgb(frame) == showing((160, 240), (POPUP, 0, 0, 20, 20))).all()
+    app.configure(other, x=60, y=60)
+    app.paint(other, PRIVATE)
+    app.paint(shared, SHARED)
+    frames_until(source, only(SHARED, POPUP), no_private)
+
+
+def test_a_new_title_is_reported_once(
+    xvfb_display: str, control: Any, painters: Callable[..., Painter], sources: Callable[[str, int], X11WindowSource]
+) -> None:
+    shared = painters(10, 10, 120, 90, (SHARED,), title="before")
+    source = sources(xvfb_display, shared.id)
+    assert source.title == "before"
+    frames_until(source, only(SHARED), lambda frame: None)
+    win = control.create_resource_object("window", shared.id)
+
+    win.set_wm_name("plain WM_NAME")
+    control.sync()
+    assert wait_changed(source)
+    with pytest.raises(SurfaceRenamed) as renamed:
+        source.grab()
+    assert renamed.value.title == "plain WM_NAME" == source.title
+    source.grab()  # once
+
+    # _NET_WM_NAME (UTF-8) wins over WM_NAME, also while the window is not shown.
+    win.unmap()
+    win.change_property(control.get_atom("_NET_WM_NAME"), control.get_atom("UTF8_STRING"), 8, "naïve ☃".encode())
+    control.sync()
+    seen: list[str] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while not seen:
+        assert time.monotonic() < deadline, "no SurfaceRenamed"
+        assert wait_changed(source)
+        with contextlib.suppress(SurfacePaused):
+            try:
+                source.grab()
+            except SurfaceRenamed as exc:
+                seen.append(exc.title)
+    assert seen == ["naïve ☃"]
+
+
+async def test_a_new_title_reaches_viewers_in_a_config(
+    xvfb_display: str, control: Any, painters: Callable[..., Painter]
+) -> None:
+    shared = painters(30, 30, 160, 120, (SHARED,), title="first title")
+    info = WindowInfo(shared.id, "first title", "", "", None, 30, 30, 160, 120, True)
+    win = control.create_resource_object("window", shared.id)
+    async with sharing(xvfb_display, windows=(info,)) as (session, server):
+        v = viewer(session, server, session.keys.view)
+        try:
+            await v.connect()
+            first = await v.wait_control(lambda m: m["type"] == "config")
+            assert first["title"] == "first title"
+            while not (await asyncio.wait_for(v.frames.get(), 10)).keyframe:
+                pass
+            win.change_property(
+                control.get_atom("_NET_WM_NAME"), control.get_atom("UTF8_STRING"), 8, ("x" * 300).encode()
+            )
+            control.sync()
+            config = await v.wait_control(lambda m: m["type"] == "config" and m["title"] != "first title")
+            assert config == {**first, "title": "x" * 200}, "the same stream, only a new title (cut to 200)"
+            assert session.surfaces[1].config["title"] == "x" * 200
+            # A rename: the stream goes on as it was.
+            shared.paint((SHARED_AGAIN,))
+            assert not (await asyncio.wait_for(v.frames.get(), 10)).keyframe
+        finally:
+            await v.close()

@@ -1,5 +1,6 @@
 """Shared windows in real headless Chromium (protocol.md §8): `impromptu share --window-title A --window-title B`
-shows one tab per window; each tab shows its own window, and clicks and keys in it reach that window only."""
+shows one tab per window; each tab shows its own window, and clicks and keys in it reach that window only; a
+keyboard shortcut switches windows without any window getting it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from Xlib import X
+from Xlib import XK, X
 from Xlib.display import Display
 
 from impromptu.display import Xvfb
@@ -143,6 +144,97 @@ def test_two_windows_two_tabs_each_shows_and_operates_its_own(
         assert page.locator("#overlay").inner_text() == "This window was closed"
         assert tabs(page)[0]["state"] == "ended"
         assert page.evaluate("window.impromptu.selectSurface(9)") is False
+        assert not page.errors
+        page.close()
+
+
+def keycodes(display: str, *names: str) -> set[int]:
+    """The keycodes that carry these keysyms (``Next`` is PageDown)."""
+    d = Display(display)
+    try:
+        return {code for name in names for code, _ in d.keysym_to_keycodes(XK.string_to_keysym(name))}
+    finally:
+        d.close()
+
+
+def held_keys(display: str) -> list[int]:
+    """The keycodes the X server has down now (XQueryKeymap)."""
+    d = Display(display)
+    try:
+        keymap = d.query_keymap()
+    finally:
+        d.close()
+    return [byte * 8 + bit for byte, bits in enumerate(keymap) for bit in range(8) if bits >> bit & 1]
+
+
+def test_a_shortcut_switches_windows_and_no_window_gets_it(
+    browser: Any, display: str, windows: tuple[Painter, Painter]
+) -> None:
+    """Ctrl+Alt+PageUp / PageDown shows the previous / next window even while the picture has the keyboard (where
+    every other key goes to the desktop); it reaches no window, and leaves no key held there."""
+    alpha, beta = windows
+    args = ("--window-title", "^Alpha$", "--window-title", "^Beta$")
+    with run_desktop("share", "--display", display, *args, *desktop_args()) as desktop:
+        page = open_page(browser, desktop.url, 2)
+        wait_for(lambda: shows(page, RED), 10, "the first tab to show Alpha (red)")
+        assert page.locator("#tablist").get_attribute("aria-keyshortcuts") == "Control+Alt+PageUp Control+Alt+PageDown"
+        assert "Ctrl+Alt+PageUp / PageDown" in page.locator("#tabs-hint").inner_text()
+        assert page.locator("#tabs-hint").is_visible()
+
+        page.focus("#screen")
+        page.keyboard.press("Control+Alt+PageDown")
+        assert page.evaluate("[window.impromptu.selectedSurface, document.activeElement.id]") == [2, "screen"]
+        assert shows(page, BLUE)
+        assert tabs(page)[1]["selected"] and tabs(page)[1]["tabIndex"] == 0
+        page.keyboard.press("Control+Alt+PageDown")
+        assert page.evaluate("window.impromptu.selectedSurface") == 1, "past the last window: the first"
+        page.keyboard.press("Control+Alt+PageUp")
+        assert page.evaluate("window.impromptu.selectedSurface") == 2
+        # The keys typed next go to the window now shown, with no modifier left over from the shortcut.
+        page.keyboard.press("b")
+        press = beta.wait_event(lambda e: e.type == X.KeyPress)
+        assert press.state & (X.ControlMask | X.Mod1Mask) == 0, press.state
+        paging = keycodes(display, "Next", "Prior", "KP_Next", "KP_Prior")
+        for window in (alpha, beta):
+            assert [e.detail for e in events(window, X.KeyPress) if e.detail in paging] == []
+        wait_for(lambda: held_keys(display) == [], 5, "no key left held on the desktop")
+
+        # On the tab strip the focus follows the selection.
+        page.focus("#tab-2")
+        page.keyboard.press("Control+Alt+PageDown")
+        assert page.evaluate("[window.impromptu.selectedSurface, document.activeElement.id]") == [1, "tab-1"]
+        assert shows(page, RED)
+        assert not page.errors
+        page.close()
+
+
+def rename(display: str, window_id: int, title: str) -> None:
+    """Set a window's ``WM_NAME``, as its application would (from a connection of the test's own)."""
+    d = Display(display)
+    try:
+        d.create_resource_object("window", window_id).set_wm_name(title)
+        d.sync()
+    finally:
+        d.close()
+
+
+def check_renamed_tab(page: Any, hook: str, display: str, window: Painter, title: str) -> None:
+    """Rename ``window`` (surface 1): the tab follows, and its decoder was not configured afresh for it."""
+    starts = page.evaluate(f"window.{hook}.surfaces[0].starts")
+    rename(display, window.id, title)
+    page.wait_for_function(f"() => window.{hook}.surfaces[0].title === {title!r}", timeout=10_000)
+    assert tabs(page)[0]["label"] == title
+    assert page.evaluate(f"window.{hook}.surfaces[0].starts") == starts, "a rename does not restart the decoder"
+
+
+def test_a_renamed_window_renames_its_tab(browser: Any, display: str, windows: tuple[Painter, Painter]) -> None:
+    alpha, _ = windows
+    args = ("--window-title", "^Alpha", "--window-title", "^Beta$")
+    with run_desktop("share", "--display", display, *args, *desktop_args()) as desktop:
+        page = open_page(browser, desktop.url, 2)
+        check_renamed_tab(page, "impromptu", display, alpha, "Alpha (edited)")
+        assert page.locator("#screen").get_attribute("aria-label") == "shared window: Alpha (edited)"
+        wait_for(lambda: shows(page, RED), 10, "Alpha still shown")
         assert not page.errors
         page.close()
 

@@ -243,3 +243,169 @@ def set_mode(display: str, width: int, height: int) -> None:
     modeline += [str(height), str(height + 3), str(height + 7), str(height + 30), "-hsync", "+vsync"]
     for args in (["--newmode", name, *modeline], ["--addmode", "screen", name], ["--output", "screen", "--mode", name]):
         subprocess.run(["xrandr", "-display", display, *args], check=True, capture_output=True)
+
+
+class Client:
+    """One X client — one connection — with several windows of its own, as an application has: its main window,
+    its popups (override-redirect), its other top-level windows. Its thread paints each window its colour whenever
+    it is exposed or asked to; everything else the test asks for (``call``) also runs on that thread, on that
+    connection, so every window here has the same client bits in its id."""
+
+    def __init__(self, display: str) -> None:
+        self.d = Display(display)
+        self.d.set_error_handler(lambda err, request: None)  # painting a window the test destroyed
+        self._colours: dict[int, int] = {}
+        self._windows: dict[int, Any] = {}
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self._cond = threading.Condition()
+        self._calls: list[tuple[Callable[[Display], Any], list[Any]]] = []
+        self._repaint: set[int] = set()
+        self._stop = False
+        self._held = self._holding = False
+        self.paints: dict[int, int] = {}
+        """How many times each window has been painted."""
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._thread = threading.Thread(target=self._run, name="client", daemon=True)
+        self._thread.start()  # from here on only the thread uses self.d
+
+    def call(self, fn: Callable[[Display], Any]) -> Any:
+        """``fn(display)`` on the client's thread and connection (then a round trip); its result."""
+        box: list[Any] = []
+        with self._cond:
+            self._calls.append((fn, box))
+        os.write(self._wake_w, b"\0")
+        with self._cond:
+            assert self._cond.wait_for(lambda: bool(box), TIMEOUT_S), "the client did not answer"
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def window(
+        self,
+        x: int,
+        y: int,
+        w: int,
+        h: int,
+        colour: int,
+        override_redirect: bool = True,
+        title: str | None = None,
+        mapped: bool = True,
+    ) -> int:
+        """A new top-level window of this client (override-redirect unless told: a popup), painted ``colour``;
+        its id."""
+
+        def make(d: Display) -> int:
+            screen = d.screen()
+            window = screen.root.create_window(
+                x,
+                y,
+                w,
+                h,
+                0,
+                screen.root_depth,
+                override_redirect=override_redirect,
+                event_mask=X.ExposureMask | X.StructureNotifyMask,
+            )
+            if title is not None:
+                window.set_wm_name(title)
+            self._windows[window.id] = window
+            self._colours[window.id] = colour
+            self._sizes[window.id] = (w, h)
+            if mapped:
+                window.map()
+            return int(window.id)
+
+        wid: int = self.call(make)
+        return wid
+
+    def map(self, wid: int) -> None:
+        self.call(lambda d: self._windows[wid].map())
+
+    def unmap(self, wid: int) -> None:
+        self.call(lambda d: self._windows[wid].unmap())
+
+    def configure(self, wid: int, **changes: Any) -> None:
+        self.call(lambda d: self._windows[wid].configure(**changes))
+
+    def paint(self, wid: int, colour: int) -> None:
+        with self._cond:
+            self._colours[wid] = colour
+            self._repaint.add(wid)
+        os.write(self._wake_w, b"\0")
+
+    def wait_painted(self, wid: int, after: int = 0) -> int:
+        """Wait until window ``wid`` has been painted more than ``after`` times (bounded); the new count."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.paints.get(wid, 0) > after, TIMEOUT_S), f"{wid:#x} not painted"
+            return self.paints[wid]
+
+    def hold(self) -> None:
+        """Stop painting (and answering ``call``) — a busy application — until ``release``."""
+        with self._cond:
+            self._held = True
+            os.write(self._wake_w, b"\0")
+            assert self._cond.wait_for(lambda: self._holding, TIMEOUT_S)
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._held and not self._stop:
+                    self._holding = True
+                    self._cond.notify_all()
+                    self._cond.wait()
+                self._holding = False
+                if self._stop:
+                    return
+                calls, self._calls = self._calls, []
+                repaint, self._repaint = self._repaint, set()
+            while self.d.pending_events():
+                event = self.d.next_event()
+                if event.type == X.Expose:
+                    repaint.add(event.window.id)
+                elif event.type == X.ConfigureNotify:
+                    self._sizes[event.window.id] = (event.width, event.height)
+                elif event.type == X.DestroyNotify:
+                    self._windows.pop(event.window.id, None)
+            results = []
+            for fn, box in calls:
+                try:
+                    results.append((box, (True, fn(self.d))))
+                except Exception as exc:  # handed to the caller
+                    results.append((box, (False, exc)))
+            painted = []
+            for wid in repaint:
+                window = self._windows.get(wid)
+                if window is not None:
+                    gc = window.create_gc(foreground=self._colours[wid])
+                    window.fill_rectangle(gc, 0, 0, *self._sizes[wid])
+                    gc.free()
+                    painted.append(wid)
+            self.d.sync()
+            with self._cond:
+                for box, result in results:
+                    box.append(result)
+                for wid in painted:
+                    self.paints[wid] = self.paints.get(wid, 0) + 1
+                self._cond.notify_all()
+            if not self.d.pending_events():  # the round trip may have queued events already
+                select.select([self.d.fileno(), self._wake_r], [], [])
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 64)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        os.write(self._wake_w, b"\0")
+        self._thread.join(TIMEOUT_S)
+        assert not self._thread.is_alive()
+        self.d.close()  # its windows go with its connection
+        os.close(self._wake_r)
+        os.close(self._wake_w)

@@ -9,6 +9,7 @@ from impromptu.capture.base import (
     FrameSource,
     SurfaceGone,
     SurfacePaused,
+    SurfaceRenamed,
     SurfaceResized,
     WindowFrameSource,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "FrameSource",
     "SurfaceGone",
     "SurfacePaused",
+    "SurfaceRenamed",
     "SurfaceResized",
     "WindowFrameSource",
     "open_screen_source",

@@ -22,6 +22,15 @@ class SurfaceResized(CaptureError):
     """The surface changed size while it was being grabbed: ``size`` is the new one, and the next grab fits it."""
 
 
+class SurfaceRenamed(CaptureError):
+    """The surface's title changed (a window's ``_NET_WM_NAME`` or ``WM_NAME``): ``title`` is the new one. Nothing
+    else changed: the next grab returns a frame as before."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(f"the title is now {title!r}")
+        self.title = title
+
+
 class SurfacePaused(CaptureError):
     """The surface shows nothing for now (a window unmapped or minimised): nothing to grab until ``changed()``
     turns true again."""
@@ -38,6 +47,8 @@ class FrameSource(Protocol):
 
     - ``SurfaceResized`` once after the surface changed size: ``size`` already has the new one (a new encoder is
       due), and the next ``grab`` returns a frame of that size;
+    - ``SurfaceRenamed`` once after the surface's title changed (window sources only; also while it is paused, so
+      that viewers' tabs follow): ``title`` is the new one;
     - ``SurfacePaused`` while the surface shows nothing (a window unmapped or minimised). ``changed()`` stays false
       meanwhile and turns true when there is something to show again, and the next ``grab`` returns a frame;
     - ``SurfaceGone`` when the surface has ended (a window destroyed): for good, the source should be closed.

@@ -11,6 +11,19 @@ Sharing one window is about privacy, so two rules hold throughout:
   on our own connection, hence before any read of ours — and the window and its subwindows are sent Expose so
   their owner paints them again. A window whose owner never repaints stays black; it never shows what covered it.
 
+What is drawn over the window: its application's own popups (menus, dropdowns, tooltips), else viewers would click
+blind. A popup is a top-level window (a child of the root) that is override-redirect, viewable, created by the
+*same X client* as the shared window (the client bits of its id: ``client_of``) and stacked above the shared
+window's top-level window. Such a popup is drawn over the frame where it is relative to the window, clipped to the
+window's rectangle, the popups in root stacking order, only while it is mapped — and its pixels, too, come from its
+own backing pixmap under the same two rules (redirected, blacked out and exposed before our first read), never from
+the screen. Windows of other clients, and the same client's other (not override-redirect) top-level windows, are
+never drawn. A popup is read again only when DAMAGE says it changed or it moved relative to the window; with no
+popup up a grab is one read, as before. Popups are taken as opaque, as automatic redirection shows them.
+
+The window's title (``_NET_WM_NAME``, else ``WM_NAME``) is followed too: ``grab`` raises ``SurfaceRenamed`` once
+after it changed.
+
 Pixels are read with MIT-SHM (ShmGetImage into a SysV shared-memory segment, over python-xlib's own connection):
 0.4–2 ms for 1280x800 here, where python-xlib's GetImage through the socket takes 6–10 ms. Without MIT-SHM (a
 remote display, or no shared memory) GetImage is used, and ``fallbacks`` says why.
@@ -25,14 +38,17 @@ import ctypes
 import ctypes.util
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from Xlib import X, error
+import numpy as np
+from Xlib import X, Xatom, error
 from Xlib.display import Display
 from Xlib.ext import composite, damage
 from Xlib.protocol import rq
 
-from impromptu.capture.base import Frame, SurfaceGone, SurfacePaused, SurfaceResized
+from impromptu.capture.base import Frame, SurfaceGone, SurfacePaused, SurfaceRenamed, SurfaceResized
+from impromptu.display.windows import client_of, window_title
 from impromptu.errors import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +56,12 @@ logger = logging.getLogger(__name__)
 _ALL_PLANES = 0xFFFFFFFF
 _SEGMENT_STEP = 1 << 20
 """Shared-memory segments grow in steps of this many bytes, so a window resized by a few pixels keeps its segment."""
+_GONE = (error.BadWindow, error.BadDrawable, error.BadMatch)
+"""Replies that mean another client's window went away (or was unmapped) while we looked at it."""
+_ROOT_CHILD_EVENTS = frozenset(
+    {X.MapNotify, X.UnmapNotify, X.ConfigureNotify, X.DestroyNotify, X.ReparentNotify, X.CirculateNotify}
+)
+"""Events about a top-level window that can make one of the application's popups appear, move, restack or go."""
 
 # MIT-SHM requests, as in the protocol's shmproto.h. python-xlib has no MIT-SHM module; sending them on its own
 # connection keeps errors with python-xlib (no process-wide Xlib error handler) and needs no second connection.
@@ -143,6 +165,20 @@ class _SharedImage:
             self._libc.shmctl(shmid, _IPC_RMID, None)
 
     def read(self, drawable: int, x: int, y: int, width: int, height: int) -> bytes:
+        self._get(drawable, x, y, width, height)
+        assert self._addr is not None
+        return ctypes.string_at(self._addr, width * height * 4)
+
+    def read_mutable(self, drawable: int, x: int, y: int, width: int, height: int) -> bytearray:
+        """As ``read``, into a buffer of our own that may be drawn on (one copy, as ``read``)."""
+        self._get(drawable, x, y, width, height)
+        assert self._addr is not None
+        size = width * height * 4
+        data = bytearray(size)
+        ctypes.memmove((ctypes.c_char * size).from_buffer(data), self._addr, size)
+        return data
+
+    def _get(self, drawable: int, x: int, y: int, width: int, height: int) -> None:
         assert self._seg is not None and self._addr is not None
         _ShmGetImage(
             display=self._x.display,
@@ -157,7 +193,6 @@ class _SharedImage:
             shmseg=self._seg,
             offset=0,
         )
-        return ctypes.string_at(self._addr, width * height * 4)
 
     def close(self) -> None:
         if self._seg is not None:
@@ -172,8 +207,29 @@ class _SharedImage:
             self._addr = None
 
 
+@dataclass(eq=False)
+class _Popup:
+    """One of the shared window's application's popups, as last scanned, and what we hold of it."""
+
+    window: Any
+    area: tuple[int, int, int, int]
+    """Its outside (border included: its pixmap's extent) on the root window: x, y, width, height."""
+    pixmap: Any = None
+    pixmap_size: tuple[int, int] = (0, 0)
+    damage: int | None = None
+    redirected: bool = False
+    name_due: bool = True
+    failed: bool = False
+    """Naming it failed (unmapped or destroyed meanwhile): left alone until the next scan."""
+    dirty: bool = True
+    read_from: tuple[int, int, int, int] | None = None
+    """The part of its pixmap ``pixels`` holds (x, y, width, height), to know when it must be read again."""
+    pixels: Any = None
+
+
 class X11WindowSource:
-    """The pixels of one X window — its own, never those of windows above it — and where it is on the screen.
+    """The pixels of one X window — its own and its application's popups over it (module docstring), never those
+    of other windows above it — its title, and where it is on the screen.
 
     ``window_id`` is any window with its own contents, usually an application's top-level window (under a window
     manager: the client window, not the frame around it, whose title bar is left out).
@@ -193,6 +249,14 @@ class X11WindowSource:
         self._position_stale = True
         self._ancestors_stale = True
         self._report_resize = False
+        self._title_stale = True
+        self._title: str | None = None
+        self._report_rename = False
+        self._popups_stale = True
+        self._popups: list[_Popup] = []
+        """The application's popups above the window, bottom to top (module docstring)."""
+        self._top_id = window_id
+        """The shared window's top-level window (a child of the root): itself, or a window manager's frame."""
         self._ancestors: dict[int, Any] = {}
         self._pixmap: Any = None
         self._gc: Any = None
@@ -246,8 +310,12 @@ class X11WindowSource:
             raise CaptureError(f"cannot capture {name}: its depth ({geometry.depth} bits) is not supported")
         self._configured = (geometry.width, geometry.height, geometry.border_width)
         self._set_size(geometry.width, geometry.height)
-        # Structure events: resizes and moves (ConfigureNotify), map/unmap, reparenting, destruction.
-        self._window.change_attributes(event_mask=X.StructureNotifyMask)
+        self._client = client_of(self.window_id, x.display.info.resource_id_mask)
+        self._net_wm_name = x.get_atom("_NET_WM_NAME")
+        # Structure events: resizes and moves (ConfigureNotify), map/unmap, reparenting, destruction; and the title.
+        self._window.change_attributes(event_mask=X.StructureNotifyMask | X.PropertyChangeMask)
+        # The top-level windows' structure events: the application's popups appearing, moving, going.
+        self._root.change_attributes(event_mask=X.SubstructureNotifyMask)
         catcher = error.CatchError()
         self._window.composite_redirect_window(composite.RedirectAutomatic, onerror=catcher)
         x.sync()
@@ -280,6 +348,11 @@ class X11WindowSource:
         return self._width, self._height
 
     @property
+    def title(self) -> str:
+        """The window's title as last seen (``_NET_WM_NAME``, else ``WM_NAME``; "" when it has neither)."""
+        return self._title or ""
+
+    @property
     def position(self) -> tuple[int, int]:
         """Where the window's inside (the pictures' top-left pixel) is on the root window, as last seen by
         ``changed()`` or ``grab()``. Safe to read from another thread."""
@@ -302,6 +375,9 @@ class X11WindowSource:
         self._refresh()
         if self._gone:
             raise SurfaceGone(f"window {self.window_id:#x} was closed")
+        if self._report_rename:
+            self._report_rename = False
+            raise SurfaceRenamed(self.title)
         if not self._showing():
             self._dirty = False
             raise SurfacePaused(self._pause_reason())
@@ -314,20 +390,63 @@ class X11WindowSource:
                 self._x.damage_subtract(self._damage)
             self._dirty = False
             capture_us = time.time_ns() // 1000
-            data = self._read()
+            shown = self._shown_popups()
+            for popup, source, _ in shown:
+                if popup.dirty or popup.damage is None or popup.read_from != source:
+                    self._read_popup(popup, source)
+            data = self._read(mutable=bool(shown))
+            if shown:
+                picture = np.frombuffer(data, np.uint8).reshape(self._height, self._width, 4)
+                for popup, (_, _, width, height), (left, top) in shown:  # bottom to top
+                    picture[top : top + height, left : left + width] = popup.pixels
         except (error.XError, error.ConnectionClosedError, OSError) as exc:
             raise CaptureError(f"grab of window {self.window_id:#x} failed: {exc}") from exc
         return Frame(data, self._width, self._height, capture_us)
 
-    def _read(self) -> bytes:
+    def _read(self, mutable: bool = False) -> bytes | bytearray:
         # Always from the pixmap we named and blacked out ourselves: if the window was resized since, this is the
         # old one (stale, but the window's own); the new one is named once its ConfigureNotify is read.
-        left = top = self._border
+        return self._read_pixels(self._pixmap, self._border, self._border, self._width, self._height, mutable)
+
+    def _read_pixels(
+        self, pixmap: Any, left: int, top: int, width: int, height: int, mutable: bool = False
+    ) -> bytes | bytearray:
         if self._shm is not None:
-            return self._shm.read(self._pixmap.id, left, top, self._width, self._height)
-        image = self._pixmap.get_image(left, top, self._width, self._height, X.ZPixmap, _ALL_PLANES)
+            if mutable:
+                return self._shm.read_mutable(pixmap.id, left, top, width, height)
+            return self._shm.read(pixmap.id, left, top, width, height)
+        image = pixmap.get_image(left, top, width, height, X.ZPixmap, _ALL_PLANES)
         data: bytes = image.data
-        return data
+        return bytearray(data) if mutable else data
+
+    def _shown_popups(
+        self,
+    ) -> list[tuple[_Popup, tuple[int, int, int, int], tuple[int, int]]]:
+        """The popups to draw now, bottom to top: each with the part of its pixmap that falls on the window
+        (x, y, width, height) and where in the frame that part goes."""
+        shown = []
+        wx, wy = self._position
+        for popup in self._popups:
+            if popup.pixmap is None:
+                continue
+            px, py, pw, ph = popup.area
+            # A pixmap named before the popup was resized is stale: draw no more than both sizes cover.
+            pw, ph = min(pw, popup.pixmap_size[0]), min(ph, popup.pixmap_size[1])
+            left, top = max(px, wx), max(py, wy)
+            right, bottom = min(px + pw, wx + self._width), min(py + ph, wy + self._height)
+            if right > left and bottom > top:
+                source = (left - px, top - py, right - left, bottom - top)
+                shown.append((popup, source, (left - wx, top - wy)))
+        return shown
+
+    def _read_popup(self, popup: _Popup, source: tuple[int, int, int, int]) -> None:
+        if popup.damage is not None:
+            self._x.damage_subtract(popup.damage)
+        popup.dirty = False
+        left, top, width, height = source
+        data = self._read_pixels(popup.pixmap, left, top, width, height)
+        popup.pixels = np.frombuffer(data, np.uint8).reshape(height, width, 4)
+        popup.read_from = source
 
     def _showing(self) -> bool:
         return self._viewable and self._pixmap is not None and self._width >= 2 and self._height >= 2
@@ -358,6 +477,12 @@ class X11WindowSource:
                     self._position = (where.x, where.y)
                 elif self._name_due and self._viewable:
                     self._name_pixmap()
+                elif self._title_stale:
+                    self._read_title()
+                elif self._popups_stale:
+                    self._scan_popups()
+                elif (popup := self._popup_to_name()) is not None:
+                    self._name_popup(popup)
                 else:
                     return
         except (error.BadWindow, error.BadDrawable):
@@ -370,13 +495,26 @@ class X11WindowSource:
     def _handle(self, event: Any) -> None:
         kind = event.type
         if self._damage is not None and kind == self._x.extension_event.DamageNotify:
+            if event.damage != self._damage:
+                for popup in self._popups:
+                    if popup.damage == event.damage:
+                        popup.dirty = True
             self._dirty = True
             return
         window = getattr(event, "window", None)
         if window is None:
             return
+        if kind in _ROOT_CHILD_EVENTS and (
+            window.id == self._top_id or client_of(window.id, self._x.display.info.resource_id_mask) == self._client
+        ):
+            # Maybe one of the application's popups appeared, moved, restacked or went (the window's own
+            # top-level restacked, say); other clients' windows never matter here.
+            self._popups_stale = True
         if window.id == self.window_id:
-            if kind == X.ConfigureNotify:
+            if kind == X.PropertyNotify:
+                if event.atom in (self._net_wm_name, Xatom.WM_NAME):
+                    self._title_stale = True
+            elif kind == X.ConfigureNotify:
                 self._position_stale = True
                 # A window manager's synthetic ConfigureNotify only reports a move of the frame.
                 shape = (event.width, event.height, event.border_width)
@@ -417,7 +555,8 @@ class X11WindowSource:
         for ancestor in ancestors.values():
             ancestor.change_attributes(event_mask=X.StructureNotifyMask)
         self._ancestors = ancestors
-        self._check_viewable = self._position_stale = self._name_due = True
+        self._top_id = list(ancestors)[-1] if ancestors else self.window_id
+        self._check_viewable = self._position_stale = self._name_due = self._popups_stale = True
 
     def _name_pixmap(self) -> None:
         self._name_due = False
@@ -436,7 +575,7 @@ class X11WindowSource:
             self._gc = pixmap.create_gc(foreground=0, graphics_exposures=False)
         # Before anything of ours reads it: black out what the server copied in, then have the owner repaint.
         pixmap.fill_rectangle(self._gc, 0, 0, area.width, area.height)
-        self._expose_all()
+        self._expose_all(self._window)
         self._border = border = min(geometry.border_width, area.width // 2, area.height // 2)
         before = self.size
         self._set_size(area.width - 2 * border, area.height - 2 * border)
@@ -446,17 +585,126 @@ class X11WindowSource:
         self._dirty = True
         self._fit_shared_memory()
 
-    def _expose_all(self) -> None:
-        """Ask the window's owner to repaint all of it: the window and each of its subwindows."""
-        pending = [self._window]
+    def _expose_all(self, top: Any) -> None:
+        """Ask the owner of ``top`` to repaint all of it: the window and each of its subwindows."""
+        pending = [top]
         while pending:
             window = pending.pop()
             window.clear_area(exposures=True)  # the whole window; its background, if it has one, is painted
             try:
                 pending.extend(window.query_tree().children)
             except error.BadWindow:
-                if window is self._window:
+                if window is top:
                     raise
+
+    def _read_title(self) -> None:
+        self._title_stale = False
+        title = window_title(self._window, self._net_wm_name)
+        if self._title is not None and title != self._title:
+            logger.info("window %#x of %s is now titled %r", self.window_id, self.display, title[:80])
+            self._report_rename = self._dirty = True
+        self._title = title
+
+    def _scan_popups(self) -> None:
+        """Find the application's popups above the window (module docstring), bottom to top, keeping what we
+        hold of those still there and letting go of the others."""
+        self._popups_stale = False
+        held = {popup.window.id: popup for popup in self._popups}
+        popups: list[_Popup] = []
+        above = False
+        mask = self._x.display.info.resource_id_mask
+        formats = {f.depth: f.bits_per_pixel for f in self._x.display.info.pixmap_formats}
+        for child in self._root.query_tree().children:  # bottom to top
+            if child.id == self._top_id:
+                above = True
+                continue
+            if not above or client_of(child.id, mask) != self._client:
+                continue
+            try:
+                attributes = child.get_attributes()
+                if (
+                    not attributes.override_redirect
+                    or attributes.map_state != X.IsViewable
+                    or attributes.win_class != X.InputOutput
+                ):
+                    continue
+                geometry = child.get_geometry()
+            except _GONE:
+                continue  # destroyed or unmapped meanwhile: the events that say so follow
+            if formats.get(geometry.depth) != 32:
+                continue  # not 32 bits a pixel, as our frames are: cannot be drawn over them
+            border = geometry.border_width
+            area = (geometry.x, geometry.y, geometry.width + 2 * border, geometry.height + 2 * border)
+            popup = held.pop(child.id, None) or _Popup(child, area)
+            if popup.area[2:] != area[2:]:
+                popup.name_due = True  # resized: the server gave it a new pixmap
+            popup.area = area
+            popup.failed = False
+            popups.append(popup)
+        for gone in held.values():
+            self._release_popup(gone)
+        if popups or held:
+            self._dirty = True
+        self._popups = popups
+
+    def _popup_to_name(self) -> _Popup | None:
+        """A popup on the window whose pixmap is not named yet (or is stale), if any."""
+        if not self._viewable or self._pixmap is None:
+            return None
+        wx, wy = self._position
+        for popup in self._popups:
+            px, py, pw, ph = popup.area
+            on_window = px < wx + self._width and wx < px + pw and py < wy + self._height and wy < py + ph
+            if popup.name_due and not popup.failed and on_window:
+                return popup
+        return None
+
+    def _name_popup(self, popup: _Popup) -> None:
+        """As ``_name_pixmap`` for a popup: its own pixmap, blacked out and exposed before we read it."""
+        popup.name_due = False
+        self._free_popup_pixmap(popup)
+        window = popup.window
+        redirecting = error.CatchError()
+        if not popup.redirected:
+            window.composite_redirect_window(composite.RedirectAutomatic, onerror=redirecting)
+        catcher = error.CatchError()
+        pixmap = window.composite_name_window_pixmap(onerror=catcher)
+        try:
+            area = pixmap.get_geometry()  # a round trip: redirecting and naming have been answered by now
+        except _GONE:
+            area = None
+        popup.redirected = popup.redirected or redirecting.get_error() is None
+        if redirecting.get_error() is not None or catcher.get_error() is not None or area is None:
+            self._x.display.free_resource_id(pixmap.id)
+            popup.failed = True  # unmapped or destroyed meanwhile: the events that say so follow
+            return
+        popup.pixmap = pixmap
+        popup.pixmap_size = (area.width, area.height)
+        if self._damage is not None and popup.damage is None:
+            # Before the expose: the repaint it asks for must be reported.
+            popup.damage = window.damage_create(damage.DamageReportNonEmpty)
+        if self._gc is None:
+            self._gc = pixmap.create_gc(foreground=0, graphics_exposures=False)
+        pixmap.fill_rectangle(self._gc, 0, 0, area.width, area.height)
+        with contextlib.suppress(*_GONE):  # destroyed meanwhile: black it stays until its events are read
+            self._expose_all(window)
+        popup.dirty = self._dirty = True
+
+    def _free_popup_pixmap(self, popup: _Popup) -> None:
+        if popup.pixmap is not None:
+            popup.pixmap.free()
+            popup.pixmap = None
+        popup.pixels = popup.read_from = None
+
+    def _release_popup(self, popup: _Popup) -> None:
+        """Let go of a popup that went (errors about a destroyed one go to ``_x_error``)."""
+        self._free_popup_pixmap(popup)
+        if popup.damage is not None:
+            self._x.damage_destroy(popup.damage)
+            popup.damage = None
+        if popup.redirected:
+            popup.window.composite_unredirect_window(composite.RedirectAutomatic)
+            popup.redirected = False
 
     def _fit_shared_memory(self) -> None:
         if self._shm_opcode is None:
@@ -493,6 +741,9 @@ class X11WindowSource:
                 self._shm.close()
                 self._shm = None
             self._free_pixmap()
+            for popup in self._popups:
+                self._release_popup(popup)
+            self._popups = []
             if self._gc is not None:
                 self._gc.free()
             if self._damage is not None:

@@ -46,6 +46,7 @@ __all__ = [
     "find_windows",
     "list_windows",
     "wait_for_window",
+    "window_title",
 ]
 
 OWN_WM_CLASS = "Impromptu"
@@ -371,26 +372,11 @@ class _Scanner:
             mapped=attributes.map_state == X.IsViewable,
         )
 
-    def _text(self, window: Any, atom: int) -> tuple[bytes, int] | None:
-        prop = window.get_full_property(atom, X.AnyPropertyType, sizehint=256)
-        if prop is None or prop.format != 8:
-            return None
-        return bytes(prop.value), int(prop.property_type)
-
     def _title(self, window: Any) -> str:
-        net_name = self._text(window, self._net_wm_name)
-        if net_name is not None:
-            return net_name[0].decode("utf-8", "replace")
-        name = self._text(window, Xatom.WM_NAME)
-        if name is None:
-            return ""
-        raw, kind = name
-        # ICCCM's STRING is Latin-1; UTF8_STRING is UTF-8; COMPOUND_TEXT is ASCII for plain titles, and we decode
-        # anything else as UTF-8 as the most likely guess.
-        return raw.decode("latin-1") if kind == Xatom.STRING else raw.decode("utf-8", "replace")
+        return window_title(window, self._net_wm_name)
 
     def _wm_class(self, window: Any) -> tuple[str, str]:
-        prop = self._text(window, Xatom.WM_CLASS)
+        prop = _text(window, Xatom.WM_CLASS)
         if prop is None:
             return "", ""
         # "instance\0class\0"; ICCCM says Latin-1, but apps put UTF-8 there too.
@@ -403,6 +389,29 @@ class _Scanner:
         if prop is None or prop.format != 32 or len(prop.value) != 1:
             return None
         return int(prop.value[0]) or None
+
+
+def window_title(window: Any, net_wm_name: int) -> str:
+    """A python-xlib window's title: ``_NET_WM_NAME`` (UTF-8), else ``WM_NAME``; "" when it has neither.
+    ``net_wm_name`` is the ``_NET_WM_NAME`` atom on the window's connection. Raises python-xlib's ``BadWindow`` if
+    the window is gone."""
+    net_name = _text(window, net_wm_name)
+    if net_name is not None:
+        return net_name[0].decode("utf-8", "replace")
+    name = _text(window, Xatom.WM_NAME)
+    if name is None:
+        return ""
+    raw, kind = name
+    # ICCCM's STRING is Latin-1; UTF8_STRING is UTF-8; COMPOUND_TEXT is ASCII for plain titles, and we decode
+    # anything else as UTF-8 as the most likely guess.
+    return raw.decode("latin-1") if kind == Xatom.STRING else raw.decode("utf-8", "replace")
+
+
+def _text(window: Any, atom: int) -> tuple[bytes, int] | None:
+    prop = window.get_full_property(atom, X.AnyPropertyType, sizehint=256)
+    if prop is None or prop.format != 8:
+        return None
+    return bytes(prop.value), int(prop.property_type)
 
 
 def _decode(raw: bytes) -> str:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from impromptu.capture.base import Frame, FrameSource, SurfaceGone, SurfacePaused, SurfaceResized
+from impromptu.capture.base import Frame, FrameSource, SurfaceGone, SurfacePaused, SurfaceRenamed, SurfaceResized
 from impromptu.encode.encoder import Encoder
 from impromptu.stream.framing import SEQ_MOD, EncodedChunk
 
@@ -62,6 +62,7 @@ class EncodeWorker:
         on_resize: Callable[[Encoder], None] = lambda encoder: None,
         on_state: Callable[[str, str], None] = lambda state, reason: None,
         watch_idle: bool = False,
+        on_rename: Callable[[str], None] = lambda title: None,
     ) -> None:
         self._source = source
         self._encoder = encoder
@@ -70,6 +71,7 @@ class EncodeWorker:
         self._on_error = on_error
         self._on_resize = on_resize
         self._on_state = on_state
+        self._on_rename = on_rename
         self._watch_idle = watch_idle
         self._paused = False
         self._loop = loop
@@ -218,11 +220,15 @@ class EncodeWorker:
             self._loop.call_soon_threadsafe(self._publish, chunk)
 
     def _grab(self) -> Frame | None:
-        """A frame, or ``None`` when there is none to encode now (resized, or paused: the loop hears of a pause, and
-        of the end of it, in order with the frames). ``SurfaceGone`` goes up: the thread ends."""
+        """A frame, or ``None`` when there is none to encode now (resized, renamed, or paused: the loop hears of a
+        new title, of a pause and of the end of it, in order with the frames). ``SurfaceGone`` goes up: the thread
+        ends."""
         try:
             frame = self._source.grab()
         except SurfaceResized:
+            return None
+        except SurfaceRenamed as exc:
+            self._loop.call_soon_threadsafe(self._on_rename, exc.title)
             return None
         except SurfacePaused as exc:
             if not self._paused:

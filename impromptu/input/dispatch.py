@@ -91,6 +91,7 @@ class InputDispatcher:
         self._keys: dict[str, dict[str, tuple[str, str]]] = {}
         # viewer -> buttons held, in press order (a dict used as an ordered set).
         self._buttons: dict[str, dict[int, None]] = {}
+        self._last_refusal = ""
         self._handlers: dict[str, Callable[[str, dict[str, object]], None]] = {
             "input.move": self._on_move,
             "input.button": self._on_button,
@@ -231,8 +232,12 @@ class InputDispatcher:
         """Call the sink; on failure log it and report False: a broken display must not break the channel."""
         try:
             method(*args)
+            self._last_refusal = ""
         except InputError as exc:
-            logger.warning("input from viewer %s not injected: %s", viewer, exc)
+            # The same reason again (a drag over a covered part of a window: every move) is not news.
+            level = logging.DEBUG if str(exc) == self._last_refusal else logging.WARNING
+            self._last_refusal = str(exc)
+            logger.log(level, "input from viewer %s not injected: %s", viewer, exc)
             return False
         except Exception:
             name = getattr(method, "__name__", repr(method))

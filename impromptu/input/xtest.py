@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -76,6 +77,9 @@ class XTestSink:
         # keysym -> keycode currently held down, so the release uses the keycode of the press.
         self._held_keys: dict[int, int] = {}
         self._held_buttons: set[int] = set()
+        # window id -> what to call with each event this connection receives about it (``watch``).
+        self._watchers: dict[int, Callable[[Any], None]] = {}
+        self._events: list[Any] = []
 
     # -- InputSink -------------------------------------------------------------------------------------------
 
@@ -118,42 +122,65 @@ class XTestSink:
                 xtest.fake_input(self._display, X.KeyRelease, detail=keycode)
             self._display.flush()
 
-    def window_point(self, window_id: int, x: int, y: int) -> tuple[int, int] | None:
-        """Where ``(x, y)`` of window ``window_id`` (inside its border) is on the screen now, moved into the window
-        if outside it; ``None`` if the window is gone. Asked of the X server on this connection (two round trips),
-        so a window moved or shrunk a moment ago cannot make the point land outside it."""
-        with self._connection("find a window"):
-            window = self._display.create_resource_object("window", window_id)
-            try:
-                geometry = window.get_geometry()
-                x = min(max(x, 0), max(geometry.width - 1, 0))
-                y = min(max(y, 0), max(geometry.height - 1, 0))
-                where = self._root.translate_coords(window, x, y)
-            except (xerror.BadWindow, xerror.BadDrawable):
-                return None
-            return int(where.x), int(where.y)
+    # -- for input confined to a window (window.py) ----------------------------------------------------------
 
-    def raise_and_focus(self, window_id: int) -> None:
-        """Raise window ``window_id``'s top-level window to the top and give it the keyboard focus.
+    @property
+    def connection(self) -> Any:
+        """The python-xlib ``Display`` this sink injects through: requests made on it are ordered with the
+        injected events (the X server handles one connection's requests in order)."""
+        return self._display
 
-        On this connection, so the X server handles it before any event injected afterwards: a click then lands on
-        that window even where another one covered it, and keys go to it. A window that went away or is not
-        viewable is left alone (its surface pauses or ends; the error is ignored).
-        """
-        with self._connection("raise a window"):
-            window = self._display.create_resource_object("window", window_id)
-            top = window
+    @contextmanager
+    def server_grabbed(self, action: str) -> Iterator[Any]:
+        """Hold the X server (GrabServer) on the injecting connection for the block: no other client's request is
+        handled until it ends, so what the block checks still holds when it injects. Yields the connection.
+        A lost connection raises ``InputError``."""
+        with self._connection(action):
+            self._display.grab_server()
             try:
-                while True:
-                    parent = top.query_tree().parent
-                    if parent.id == self._root.id:
-                        break
-                    top = parent
-            except xerror.BadWindow:
-                return
-            ignore = xerror.CatchError()
-            top.configure(stack_mode=X.Above, onerror=ignore)
-            window.set_input_focus(X.RevertToParent, X.CurrentTime, onerror=ignore)
+                yield self._display
+            finally:
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    self._display.ungrab_server()
+                    self._display.flush()
+
+    def watch(self, window_id: int, on_event: Callable[[Any], None], event_mask: int) -> None:
+        """Select ``event_mask`` on window ``window_id`` and call ``on_event`` with each event about it, when
+        ``process_events`` reads them (the caller reads ``fileno``). A window already gone is ignored."""
+        with self._connection("watch a window"):
+            window = self._display.create_resource_object("window", window_id)
+            window.change_attributes(event_mask=event_mask, onerror=xerror.CatchError())
+            self._display.flush()
+        self._watchers[window_id] = on_event
+
+    def unwatch(self, window_id: int) -> None:
+        self._watchers.pop(window_id, None)
+
+    def fileno(self) -> int:
+        """The X connection's socket: readable when ``process_events`` has something to do."""
+        return int(self._display.fileno())
+
+    def process_events(self) -> None:
+        """Handle what the X server sent: keymap changes, and events about watched windows. Never blocks."""
+        if self._closed:
+            return
+        try:
+            self._process_mapping_changes()
+        except _CONNECTION_ERRORS as exc:
+            logger.debug("X display %s: reading events failed: %s", self._name, exc)
+        events, self._events = self._events, []
+        for evt in events:
+            on_event = self._watchers.get(evt.window.id)
+            if on_event is not None:
+                on_event(evt)
+
+    def holds_key(self, code: str, key: str) -> bool:
+        """Whether the key ``code``/``key`` names is pressed through this sink."""
+        keysym = resolve_keysym(code, key)
+        return keysym is not None and keysym in self._held_keys
+
+    def holds_button(self, button: int) -> bool:
+        return button in self._held_buttons
 
     def close(self) -> None:
         """Release held keys and buttons, unbind the spare keycodes, close the connection. Idempotent."""
@@ -260,17 +287,23 @@ class XTestSink:
         return None
 
     def _process_mapping_changes(self) -> None:
-        """Apply MappingNotify events (ours or another client's, e.g. setxkbmap) to the keymap cache.
+        """Apply MappingNotify events (ours or another client's, e.g. setxkbmap) to the keymap cache, and pass
+        events about watched windows to their watchers.
 
-        This connection selects no events, so MappingNotify is all that arrives; reading them also keeps
-        python-xlib's event queue from growing. ``pending_events`` reads the socket without blocking.
+        Reading them also keeps python-xlib's event queue from growing. ``pending_events`` reads the socket
+        without blocking.
         """
         changed = False
         while self._display.pending_events():
             evt = self._display.next_event()
-            if isinstance(evt, xevent.MappingNotify) and evt.request == X.MappingKeyboard:
-                self._display.refresh_keyboard_mapping(evt)
-                changed = True
+            if isinstance(evt, xevent.MappingNotify):
+                if evt.request == X.MappingKeyboard:
+                    self._display.refresh_keyboard_mapping(evt)
+                    changed = True
+                continue
+            if getattr(getattr(evt, "window", None), "id", 0) in self._watchers:
+                # Handed over by ``process_events`` only: this may run in the middle of injecting a key.
+                self._events.append(evt)
         if changed:
             # Forget bindings another client overwrote, so we never type the wrong keysym on a reused keycode.
             stale = [

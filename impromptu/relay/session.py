@@ -51,6 +51,16 @@ class RelayOptions:
             raise ValueError(f"a relay serves 0 to {MAX_VIEWERS} viewers, not {self.max_viewers}")
 
 
+def is_rename(before: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether ``config`` only renames the surface ``before`` configured (protocol.md §8; lib/protocol.js's)."""
+    same = ("surface", "codec", "width", "height", "fps")
+    return (
+        all(before.get(k) == config.get(k) for k in same)
+        and isinstance(config.get("title"), str)
+        and config.get("title") != before.get("title")
+    )
+
+
 def _is_int(value: object, low: int, high: int) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
@@ -95,6 +105,9 @@ class RelaySession:
         self._reported: dict[str, list[str]] = {}
         """Per viewer of ours that is itself a relay: the viewers it reported serving."""
         self._configs: dict[int, dict[str, Any]] = {}
+        """The current upstream's ``config`` of each surface."""
+        self._given: dict[int, dict[str, Any]] = {}
+        """The last ``config`` of each surface our viewers were sent, whichever upstream it came from."""
         self._states: dict[int, dict[str, Any]] = {}
         """The last ``surface.state`` of each surface (§8), for viewers that join later."""
         self._presence: dict[str, Any] | None = None
@@ -184,12 +197,8 @@ class RelaySession:
                 logger.warning("upstream: dropped a %s without a valid surface", kind)
                 return
             if kind == "config":
-                if surface in self._configs:
-                    # A new stream on the same connection (a desktop behind our upstream restarted, or resized):
-                    # its frame numbers start anywhere, so viewers start again at its next keyframe.
-                    self._forwarder.reset_surface(surface)
-                self._configs[surface] = message
-                self._announce()
+                self._configure(surface, message)
+                return
             elif kind == "surface.state":
                 self._states[surface] = message  # a shared window paused or ended: viewers joining later hear it too
             for viewer in self._watching():
@@ -200,6 +209,31 @@ class RelaySession:
                 viewer.send_control(self._presence_for(viewer.id))
         else:
             logger.debug("upstream: ignored a %r", kind[:40])
+
+    def _configure(self, surface: int, config: dict[str, Any]) -> None:
+        """Pass a ``config`` down. Pages restart a surface's decoding on a ``config`` unless only its ``title``
+        changed (a renamed window, §8), so a rename keeps the stream as it is, and anything else on the same
+        upstream is a new stream (a desktop behind it restarted, or resized): frame numbers start anywhere, and
+        viewers start again at its next keyframe. A new upstream's first ``config`` that differs from what viewers
+        have only by its title would look like a rename to them: they get it first with the old title, which
+        restarts them, then as it is."""
+        current = self._configs.get(surface)
+        send = [config]
+        if current is not None:
+            if not is_rename(current, config):
+                self._forwarder.reset_surface(surface)
+        else:
+            given = self._given.get(surface)
+            if given is not None and is_rename(given, config):
+                again = {k: v for k, v in config.items() if k != "title"}
+                if "title" in given:
+                    again["title"] = given["title"]
+                send = [again, config]
+        self._configs[surface] = self._given[surface] = config
+        self._announce()
+        for viewer in self._watching():
+            for message in send:
+                viewer.send_control(message)
 
     def _announce(self) -> None:
         if self._announced or not self._upstream.is_open:

@@ -75,7 +75,7 @@ test('wheel: clamped to −10…10 per message', () => {
 });
 
 /** An InputCapture on a fake canvas (node's EventTarget), with just enough of a page around it. */
-function capture(surface) {
+function capture(surface, reserved = undefined) {
   const names = ['document', 'window', 'requestAnimationFrame', 'cancelAnimationFrame'];
   const saved = Object.fromEntries(names.map((n) => [n, globalThis[n]]));
   const frames = [];
@@ -91,9 +91,13 @@ function capture(surface) {
     getBoundingClientRect: () => ({ left: 0, top: 0, width: 1000, height: 500 }),
   });
   const sent = [];
-  const input = new InputCapture(canvas, { send: (m) => sent.push(m), surface });
+  const input = new InputCapture(canvas, { send: (m) => sent.push(m), surface, reserved });
   input.attach();
-  const fire = (type, fields) => canvas.dispatchEvent(Object.assign(new Event(type, { cancelable: true }), fields));
+  const fire = (type, fields) => {
+    const e = Object.assign(new Event(type, { cancelable: true }), fields);
+    canvas.dispatchEvent(e);
+    return e;
+  };
   const restore = () => {
     input.detach();
     for (const n of names) {
@@ -139,6 +143,30 @@ test('InputCapture: nothing goes out while there is no surface to act on (none y
     c.fire('pointermove', { clientX: 2, clientY: 2 });
     assert.equal(c.frames.length, 0);
     assert.deepEqual(c.sent, []);
+  } finally {
+    c.restore();
+  }
+});
+
+test('InputCapture: the page’s own shortcut is neither sent nor kept from the page; a key held remotely is let go', () => {
+  const shortcut = (e) => e.ctrlKey && e.altKey && (e.key === 'PageDown' || e.key === 'PageUp');
+  const c = capture(() => ({ surface: 1, width: 100, height: 50 }), shortcut);
+  try {
+    const ctrl = c.fire('keydown', { code: 'ControlLeft', key: 'Control', ctrlKey: true });
+    const down = c.fire('keydown', { code: 'PageDown', key: 'PageDown', ctrlKey: true, altKey: true });
+    const up = c.fire('keyup', { code: 'PageDown', key: 'PageDown', ctrlKey: true, altKey: true });
+    assert.equal(ctrl.defaultPrevented, true);
+    assert.equal(down.defaultPrevented, false, 'left to the page, which switches windows');
+    assert.equal(up.defaultPrevented, false);
+    assert.deepEqual(c.sent, [{ type: 'input.key', code: 'ControlLeft', key: 'Control', down: true, surface: 1 }]);
+    // PageDown went down as an ordinary key (no Alt yet); released with Ctrl+Alt held it is still let go.
+    c.sent.length = 0;
+    c.fire('keydown', { code: 'PageDown', key: 'PageDown', ctrlKey: true });
+    c.fire('keyup', { code: 'PageDown', key: 'PageDown', ctrlKey: true, altKey: true });
+    assert.deepEqual(c.sent, [
+      { type: 'input.key', code: 'PageDown', key: 'PageDown', down: true, surface: 1 },
+      { type: 'input.key', code: 'PageDown', key: 'PageDown', down: false, surface: 1 },
+    ]);
   } finally {
     c.restore();
   }

@@ -11,6 +11,7 @@ import {
   buildFragment,
   controlMessages,
   fragmentFrame,
+  isRename,
   needsRole,
   parseControl,
   parseFragment,
@@ -390,6 +391,19 @@ test('parseControl keeps a config’s optional title (§8), at most 200 characte
   for (const title of ['t'.repeat(201), 5, null, ['a'], { a: 1 }]) {
     assert.deepEqual(parseControl(JSON.stringify({ ...CONFIG, title })), { ok: false, reason: 'config.title' }, JSON.stringify(title));
   }
+});
+
+test('isRename: the same stream under a new title, and nothing else (§8)', () => {
+  const before = { ...CONFIG, title: 'vim a.txt' };
+  assert.equal(isRename(before, { ...CONFIG, title: 'vim b.txt' }), true);
+  assert.equal(isRename({ ...CONFIG }, { ...CONFIG, title: 'first title' }), true, 'a title where there was none');
+  assert.equal(isRename(before, { ...before }), false, 'the very same config starts the surface afresh');
+  assert.equal(isRename(before, { ...CONFIG }), false, 'no title says nothing about it');
+  for (const change of [{ width: CONFIG.width + 2 }, { height: CONFIG.height + 2 }, { codec: 'avc1.640028' }, { fps: 5 }, { surface: 9 }]) {
+    assert.equal(isRename(before, { ...CONFIG, ...change, title: 'other' }), false, JSON.stringify(change));
+  }
+  assert.equal(isRename(null, before), false);
+  assert.equal(isRename(undefined, before), false);
 });
 
 test('parseControl validates surface.state (§8)', () => {

@@ -15,6 +15,7 @@ import {
   MIN_BUFFERED,
   VideoFanout,
   ViewerBook,
+  configsToForward,
   parseCapacity,
   parseShow,
   parseDownstream,
@@ -243,6 +244,51 @@ test('a new upstream: history forgotten, every viewer waits for a keyframe again
   fanout.reset();
   fanout.add('w', late);
   assert.deepEqual(late.take(), [], 'nothing kept across upstreams');
+});
+
+test('every surface goes to every viewer, unchanged: the fanout does not care whose frames they are (§8)', () => {
+  const { fanout, push, requests } = harness();
+  const early = new FakeSink();
+  fanout.add('early', early);
+  const sent = [];
+  // Two shared windows, interleaved fragment by fragment, as the desktop's one video channel carries them.
+  for (let seq = 1; seq <= 4; seq++) {
+    const a = frame(seq, { keyframe: seq === 1, surface: 1 });
+    const b = frame(seq, { keyframe: seq === 1, surface: 2, count: 2 });
+    for (const m of [a[0], b[0], a[1], b[1], a[2]]) {
+      push(m);
+      sent.push(m);
+    }
+    if (seq === 2) fanout.add('late', new FakeSink()); // joins mid-stream: starts at the kept keyframes
+  }
+  assert.equal(early.sent.length, sent.length, 'every fragment of both surfaces');
+  assert.ok(early.sent.every((m, i) => m === sent[i]), 'the very messages, in their order');
+  const late = fanout._viewers.get('late').sink;
+  const bySurface = (sink) => [1, 2].map((n) => sink.sent.filter((m) => parseFragment(m).surface === n).length);
+  assert.deepEqual(bySurface(late), [12, 8], 'both surfaces from their keyframes on');
+  assert.deepEqual(requests, [], 'no keyframe needed for either');
+  assert.deepEqual(fanout.stats('early'), { framesForwarded: 8, framesSkipped: 0 });
+});
+
+test('configsToForward: a rename resets nothing; a new upstream’s config starts viewers afresh even if renamed', () => {
+  const c = (fields = {}) => ({ type: 'config', surface: 1, codec: 'vp8', width: 200, height: 120, fps: 30, title: 'a', ...fields });
+  assert.deepEqual(configsToForward(undefined, undefined, c()), { reset: false, send: [c()] }, 'the first ever');
+  assert.deepEqual(configsToForward(c(), c(), c({ title: 'b' })), { reset: false, send: [c({ title: 'b' })] });
+  assert.deepEqual(configsToForward(c(), c(), c({ width: 300 })), { reset: true, send: [c({ width: 300 })] });
+  assert.deepEqual(configsToForward(c(), c(), c()), { reset: true, send: [c()] }, 'the same again: afresh');
+  // A new upstream (nothing from it yet): viewers had `a` from the old one.
+  assert.deepEqual(configsToForward(undefined, c(), c()), { reset: false, send: [c()] });
+  assert.deepEqual(configsToForward(undefined, c(), c({ width: 300 })), { reset: false, send: [c({ width: 300 })] });
+  assert.deepEqual(
+    configsToForward(undefined, c(), c({ title: 'b' })),
+    { reset: false, send: [c(), c({ title: 'b' })] },
+    'what they have (afresh), then the rename',
+  );
+  const untitled = c();
+  delete untitled.title;
+  const { send } = configsToForward(undefined, untitled, c({ title: 'b' }));
+  assert.deepEqual(send, [untitled, c({ title: 'b' })]);
+  assert.ok(!('title' in send[0]));
 });
 
 test('surfaces are gated separately', () => {

@@ -4,7 +4,16 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { Reassembler, fragmentFrame } from '../../impromptu/web/lib/protocol.js';
-import { EARLY_MAX, SurfaceSet, surfaceOverlay, tabKeyTarget, tabLabel, tabModel } from '../../impromptu/web/lib/surfaces.js';
+import {
+  EARLY_MAX,
+  SHORTCUT,
+  SurfaceSet,
+  surfaceOverlay,
+  surfaceShortcut,
+  tabKeyTarget,
+  tabLabel,
+  tabModel,
+} from '../../impromptu/web/lib/surfaces.js';
 
 /** A decoder that records what it was given. */
 class FakeDecoder {
@@ -146,6 +155,52 @@ test('a title is kept when a later config has none', () => {
   assert.equal(h.set.get(1).title, 'editor');
   h.set.configure(config(1, { title: 'editor*' }));
   assert.equal(h.set.get(1).title, 'editor*');
+});
+
+test('a config that only renames the window relabels its tab: the decoder and the frame numbering go on', () => {
+  for (const fresh of [false, true]) {
+    const h = harness();
+    h.set.configure(config(1, { title: 'vim a.txt' }));
+    h.set.configure(config(2, { title: 'xterm' }));
+    pushAll(h.set, frame(1, 0));
+    pushAll(h.set, frame(1, 1));
+    const changes = h.changes();
+    h.set.configure(config(1, { title: 'vim b.txt' }), { fresh });
+    assert.equal(h.set.get(1).title, 'vim b.txt');
+    assert.equal(h.set.get(1).config.title, 'vim b.txt');
+    assert.equal(tabModel(h.set).tabs[0].label, 'vim b.txt', 'the tab says the new title');
+    assert.ok(h.changes() > changes, 'the page is told, to redraw the tab');
+    assert.equal(h.decoders.get(1).configs.length, 1, 'the decoder is not configured again');
+    assert.equal(h.set.get(1).starts, 1);
+    assert.equal(h.reassemblers.length, 2, 'no new Reassembler, even behind a relay');
+    assert.equal(h.reassemblers[0].waitingForKeyframe, false, 'nor one waiting for a keyframe');
+    assert.equal(pushAll(h.set, frame(1, 2, false)).length, 1, 'the next delta frame decodes');
+    assert.equal(h.set.get(1).framesDecoded, 3);
+    h.clock.t += 2000;
+    h.set.tick();
+    assert.deepEqual(h.requests.filter((n) => n === 1), [], 'no keyframe is asked for');
+    // The same config again (behind a relay: maybe a new upstream) and a new size still start it afresh.
+    h.set.configure(config(1, { title: 'vim b.txt' }), { fresh });
+    assert.equal(h.decoders.get(1).configs.length, 2);
+    assert.equal(h.set.get(1).starts, 2);
+    assert.equal(pushAll(h.set, frame(1, 3, false)).length, 0, 'then a delta waits for a keyframe');
+    h.set.configure(config(1, { title: 'vim c.txt', width: 1000 }), { fresh });
+    assert.equal(h.decoders.get(1).configs.length, 3);
+    assert.equal(h.set.get(1).title, 'vim c.txt');
+  }
+});
+
+test('surfaceShortcut: Ctrl+Alt+PageUp / PageDown and nothing else', () => {
+  const key = (key, mods = {}) => ({ key, ctrlKey: true, altKey: true, shiftKey: false, metaKey: false, ...mods });
+  assert.equal(surfaceShortcut(key('PageUp')), -1);
+  assert.equal(surfaceShortcut(key('PageDown')), 1);
+  assert.equal(surfaceShortcut(key('PageDown', { ctrlKey: false })), null, 'Alt+PageDown is the remote app’s');
+  assert.equal(surfaceShortcut(key('PageDown', { altKey: false })), null, 'Ctrl+PageDown is the remote app’s');
+  assert.equal(surfaceShortcut(key('PageDown', { shiftKey: true })), null);
+  assert.equal(surfaceShortcut(key('PageDown', { metaKey: true })), null);
+  assert.equal(surfaceShortcut(key('ArrowRight')), null);
+  assert.equal(surfaceShortcut(key('Tab')), null);
+  assert.match(SHORTCUT.keys, /^Control\+Alt\+PageUp Control\+Alt\+PageDown$/);
 });
 
 test('select: only an existing surface; a change is reported', () => {

@@ -1,21 +1,16 @@
-// The operator page: checks the browser and the link, then wires PeerSession → SurfaceSet (a Reassembler and a
-// CanvasDecoder per surface) → the screen canvas, and InputCapture → the control channel (while this viewer may
-// control), and keeps the top bar, the tabs of shared windows and the test hook up to date.
-//
-// Every surface keeps decoding, into a canvas of its own off the page, and the selected one is copied onto the
-// screen canvas as each of its frames comes out. That costs one copy per shown frame, and buys instant tab
-// switches: a desktop sends a window's frames only when it changes, as deltas of the last keyframe, so a surface
-// that stopped decoding while hidden would show nothing until a keyframe was asked for and came back.
+// The operator page: checks the browser and the link, then wires PeerSession → SurfaceView (a Reassembler and a
+// CanvasDecoder per surface, the selected one on the screen canvas, the tabs of shared windows) and InputCapture →
+// the control channel (while this viewer may control), and keeps the top bar and the test hook up to date.
 
-import { CanvasDecoder } from './decoder.js';
 import { InputCapture } from './input.js';
 import { linkKeys, parseLinkFragment } from './keys.js';
 import { fillNotice } from './notice.js';
 import { PeerSession } from './peer.js';
 import { ControlGate } from './presence.js';
-import { Reassembler, controlMessages, parseControl } from './protocol.js';
+import { controlMessages, parseControl } from './protocol.js';
 import { signalingUrl } from './signaling.js';
-import { SurfaceSet, surfaceOverlay, tabKeyTarget, tabLabel, tabModel } from './surfaces.js';
+import { SurfaceView } from './surface-view.js';
+import { SHORTCUT, surfaceOverlay, tabLabel } from './surfaces.js';
 
 const $ = (id) => document.getElementById(id);
 const canvas = $('screen');
@@ -29,6 +24,7 @@ const ui = {
   controlBtn: $('control-btn'),
   fit: $('fit'),
   tabs: $('tabs'),
+  tablist: $('tablist'),
   notice: $('notice'),
   overlay: $('overlay'),
 };
@@ -51,26 +47,28 @@ const page = {
   skippedFrames: 0, // sum of `stream.skipped` frames
 };
 
-const screenCtx = canvas.getContext('2d', { alpha: false });
-const surfaces = new SurfaceSet({
-  createReassembler: (surface) =>
-    new Reassembler({
-      surface,
-      onKeyframeRequest: () => send(controlMessages.keyframeRequest(surface)),
-      onDrop: (reason) => logOnce(`video:${reason}`, `dropped a video fragment: ${reason}`),
-    }),
-  createDecoder,
+const view = new SurfaceView({
+  canvas,
+  strip: ui.tabs,
+  tablist: ui.tablist,
+  requestKeyframe: (surface) => send(controlMessages.keyframeRequest(surface)),
+  log: (key, ...args) => logOnce(key, ...args),
   onChange: () => {
     layoutNative();
     render();
   },
-  // Video that overtook its surface's first `config` (they travel on different channels) is kept until it
-  // arrives, so the first keyframe is not thrown away; beyond a bound, and for an ended window, it is dropped.
-  onDrop: (reason) => {
-    const why = reason === 'early' ? 'it came long before its config' : 'its window was closed';
-    logOnce(`video:${reason}`, `dropped video: ${why}`);
+  onFrame: (surface, { timestamp, first }) => {
+    frameCount += 1;
+    page.latencyMs = Date.now() - timestamp / 1000; // meaningful when both clocks agree (same machine)
+    if (first) render();
   },
+  onSelect: () => input?.release(), // keys and buttons held on the window before let go there, not on the next
+  onActivate: () => {
+    if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys to that window
+  },
+  onDecoderError,
 });
+const surfaces = view.surfaces;
 let session = null;
 let configsThisConnection = 0;
 let role = 'control';
@@ -94,22 +92,15 @@ window.impromptu = Object.freeze({
   get lastConfig() {
     return selectedConfig();
   },
-  /** Every surface: `{surface, title, width, height, state, framesDecoded}`, by number. */
+  /** Every surface: `{surface, title, width, height, state, framesDecoded, starts}`, by number. */
   get surfaces() {
-    return surfaces.list.map((s) => ({
-      surface: s.surface,
-      title: s.title,
-      width: s.config?.width ?? 0,
-      height: s.config?.height ?? 0,
-      state: s.state,
-      framesDecoded: s.framesDecoded,
-    }));
+    return view.describe();
   },
   get selectedSurface() {
     return surfaces.selected?.surface ?? null;
   },
   /** Show (and operate) surface `n`, as a click on its tab does; false when there is none. */
-  selectSurface: (n) => selectSurface(n),
+  selectSurface: (n) => view.select(n),
   get fps() {
     return page.fps;
   },
@@ -183,88 +174,8 @@ function render() {
   renderFocus();
   const label = selected && selected.surface !== 0 ? `shared window: ${tabLabel(selected)}` : 'shared desktop';
   canvas.setAttribute('aria-label', label);
-  renderTabs();
-}
-
-/** The tab strip: one tab per surface when there are several (role=tablist, roving tabindex), none otherwise. */
-const tabButtons = new Map(); // surface -> its tab's button
-function renderTabs() {
-  const model = tabModel(surfaces);
-  ui.tabs.hidden = !model.visible;
-  document.body.classList.toggle('tabs', model.visible); // room for the strip above the stage
-  if (!model.visible) return;
-  for (const t of model.tabs) {
-    let b = tabButtons.get(t.surface);
-    if (b === undefined) {
-      b = document.createElement('button');
-      b.type = 'button';
-      b.id = `tab-${t.surface}`;
-      b.setAttribute('role', 'tab');
-      b.setAttribute('aria-controls', 'screen');
-      b.dataset.surface = String(t.surface);
-      b.append(document.createElement('span'), document.createElement('span'));
-      b.firstChild.className = 'label';
-      b.lastChild.className = 'marker';
-      b.addEventListener('click', () => {
-        selectSurface(t.surface);
-        if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys to that window
-      });
-      tabButtons.set(t.surface, b);
-      ui.tabs.append(b); // surfaces come in the order of their numbers: §8 numbers them as they are configured
-    }
-    if (b.firstChild.textContent !== t.label) b.firstChild.textContent = t.label;
-    b.lastChild.textContent = t.marker;
-    b.lastChild.hidden = t.marker === '';
-    b.title = t.tooltip;
-    b.dataset.state = t.state;
-    b.setAttribute('aria-selected', String(t.selected));
-    b.tabIndex = t.selected ? 0 : -1;
-  }
-}
-
-function onTabKey(e) {
-  const current = surfaces.selected?.surface;
-  const next = tabKeyTarget(surfaces.list.map((s) => s.surface), current, e.key);
-  if (next === null) return;
-  e.preventDefault();
-  selectSurface(next);
-  tabButtons.get(next)?.focus();
-}
-
-/** Show surface `n` on the screen canvas and send input there. */
-function selectSurface(n) {
-  const before = surfaces.selected?.surface;
-  if (!surfaces.select(n)) return false;
-  if (before !== n) {
-    input?.release(); // keys and buttons held on the window before let go there, not later on this one
-    showSelected();
-  }
-  return true;
-}
-
-/** Copy the selected surface's picture onto the screen canvas (sized to it). */
-function showSelected() {
-  const s = surfaces.selected;
-  if (!s || !s.config) return;
-  if (canvas.width !== s.config.width) canvas.width = s.config.width;
-  if (canvas.height !== s.config.height) canvas.height = s.config.height;
-  if (s.framesDecoded > 0) screenCtx.drawImage(s.decoder.canvas, 0, 0);
-}
-
-/** Each surface decodes into a canvas of its own; the selected one's frames are copied to the screen. */
-function createDecoder(surface) {
-  const own = document.createElement('canvas');
-  const decoder = new CanvasDecoder(own, {
-    onFrame: ({ timestamp }) => {
-      if (surfaces.selected?.surface !== surface) return;
-      showSelected();
-      frameCount += 1;
-      page.latencyMs = Date.now() - timestamp / 1000; // meaningful when both clocks agree (same machine)
-      if (decoder.framesDecoded === 1) render();
-    },
-    onError: (err, fatal) => onDecoderError(surface, err, fatal),
-  });
-  return decoder;
+  if (view.several) canvas.setAttribute('aria-keyshortcuts', SHORTCUT.keys);
+  else canvas.removeAttribute('aria-keyshortcuts');
 }
 
 /** A full-page message that replaces the screen: the page cannot work at all. */
@@ -305,6 +216,7 @@ function renderControl() {
 function renderFocus() {
   const s = surfaces.selected;
   ui.focus.hidden = !(canvasFocused && gate.canControl && (s === null || s.state === 'live'));
+  ui.focus.title = view.several ? `Keys go to the window shown; ${SHORTCUT.text} shows another instead` : '';
 }
 
 /** A new presence, or `null`: none on this connection (yet), which an older desktop never sends. */
@@ -379,12 +291,11 @@ function applyConfig(config) {
   page.decodeProblem = '';
   // Behind a relay a `config` may announce a new upstream — possibly a restarted desktop whose frame numbers
   // start over — on the same connection: start afresh rather than refuse its frames as old.
-  const s = surfaces.configure(config, { fresh: session.viaRelay });
-  if (s === surfaces.selected) showSelected();
+  view.configure(config, { fresh: session.viaRelay });
 }
 
 function onVideo(buffer) {
-  surfaces.push(buffer);
+  view.push(buffer);
 }
 
 function onDecoderError(surface, err, fatal) {
@@ -395,11 +306,10 @@ function onDecoderError(surface, err, fatal) {
     render();
   } else {
     logOnce(`decoder:${err?.name}`, `decoder error, waiting for a keyframe: ${err?.message ?? err}`);
-    surfaces.needKeyframe(surface);
   }
 }
 
-setInterval(() => surfaces.tick(), 100);
+setInterval(() => view.tick(), 100);
 
 // ---- start ----
 
@@ -427,7 +337,7 @@ async function main() {
     if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys back to the desktop
   });
   ui.controlBtn.addEventListener('click', onControlButton);
-  ui.tabs.addEventListener('keydown', onTabKey);
+  view.attach();
   window.addEventListener('resize', layoutNative);
   window.addEventListener('hashchange', () => location.reload());
   window.addEventListener('pageshow', (e) => e.persisted && location.reload()); // back from the bfcache: stopped
@@ -463,6 +373,7 @@ async function main() {
   if (role === 'control') {
     input = new InputCapture(canvas, {
       send: (message) => gate.sendInput(message),
+      reserved: (e) => view.reserves(e), // the shortcut that switches windows stays the page's
       surface: () => {
         const s = surfaces.selected;
         if (!s?.config || page.state !== 'connected' || s.state !== 'live') return null;
@@ -478,13 +389,13 @@ async function main() {
     onState: setState,
     onOpen: () => {
       // A fresh connection: its own sequence numbers and a keyframe after its config.
-      surfaces.disconnect();
+      view.disconnect();
       configsThisConnection = 0;
       applyPresence(null);
       if (role === 'control') canvas.focus({ preventScroll: true });
     },
     onClose: () => {
-      surfaces.disconnect();
+      view.disconnect();
       applyPresence(null); // who watches and who controls is news of a connection we no longer have
     },
     onControl,

@@ -72,13 +72,16 @@ export class WheelAccumulator {
 /**
  * Captures input on `canvas` while it has focus and hands `input.*` messages to `send(message)`.
  * `surface()` returns the surface input goes to, `{surface, width, height}` (or null before the first `config`, or
- * while it is not live); nothing is sent then. Coordinates are mapped with that surface's size.
+ * while it is not live); nothing is sent then. Coordinates are mapped with that surface's size. `reserved(e)` is
+ * true for a key event that is the page's own (the shortcut that switches surfaces): it is neither sent nor kept
+ * from the page, except the release of a key the desktop already holds.
  */
 export class InputCapture {
-  constructor(canvas, { send, surface }) {
+  constructor(canvas, { send, surface, reserved = () => false }) {
     this.canvas = canvas;
     this._send = send;
     this._surface = surface;
+    this._reserved = reserved;
     this._wheel = new WheelAccumulator();
     this._pendingMove = null;
     this._raf = 0;
@@ -179,10 +182,11 @@ export class InputCapture {
 
   _onKey(e, down) {
     if (e.isComposing || e.keyCode === 229) return; // an IME is composing; its result is not a key press
+    const id = e.code || e.key;
+    if (this._reserved(e) && (down || !this._keys.has(id))) return; // the page's; a key held remotely is let go
     e.preventDefault(); // keep Tab, Backspace, F5, Ctrl+W… on the desktop rather than the page
     const s = this._surface();
     if (s === null) return;
-    const id = e.code || e.key;
     if (!down && !this._keys.has(id)) return;
     if (down) this._keys.add(id);
     else this._keys.delete(id);

@@ -419,6 +419,26 @@ export function parseControl(text) {
   }
 }
 
+/**
+ * Whether `config` only renames its surface (§8): the same surface, codec, size and frame rate as `before`, and a
+ * title that differs from it. Such a `config` announces no new stream — no keyframe need follow it — so a page
+ * keeps decoding and only relabels the tab. Any other repeated `config` (a new size, or the very same one, which
+ * behind a relay may announce a new upstream whose frame numbers start over) starts the surface afresh.
+ */
+export function isRename(before, config) {
+  return (
+    before !== null &&
+    before !== undefined &&
+    before.surface === config.surface &&
+    before.codec === config.codec &&
+    before.width === config.width &&
+    before.height === config.height &&
+    before.fps === config.fps &&
+    typeof config.title === 'string' &&
+    config.title !== before.title
+  );
+}
+
 const ROLE_TYPES = new Set(['control.hello', 'control.request', 'control.release']);
 
 /**

@@ -1,22 +1,25 @@
 // The relay page (`/relay#c=…` or `#v=…`, `?max=N`): a viewer of its own upstream (the desktop or another relay)
 // that shows the stream and forwards it, unchanged, to up to N viewers of its own (docs/protocol.md §7). What goes
-// where is decided in relay.js; this module owns the connections, the page and the test hook.
+// where is decided in relay.js; this module owns the connections, the page and the test hook. The stream is shown
+// as the operator page shows it (surface-view.js): every shared window decodes, one tab each.
 
-import { CanvasDecoder } from './decoder.js';
 import { linkKeys, offerMac, parseLinkFragment, verifyAnswerMac } from './keys.js';
 import { fillNotice } from './notice.js';
 import { PeerSession, gatheringComplete } from './peer.js';
-import { Reassembler, controlMessages, parseControl } from './protocol.js';
+import { controlMessages, parseControl } from './protocol.js';
 import {
   KeyframeRequests,
   VideoFanout,
   ViewerBook,
+  configsToForward,
   parseCapacity,
   parseDownstream,
   parseShow,
   presenceFor,
 } from './relay.js';
 import { signalingUrl } from './signaling.js';
+import { SurfaceView } from './surface-view.js';
+import { surfaceOverlay, tabLabel } from './surfaces.js';
 
 const $ = (id) => document.getElementById(id);
 const canvas = $('screen');
@@ -26,6 +29,8 @@ const ui = {
   linkRole: $('link-role'),
   overlay: $('overlay'),
   notice: $('notice'),
+  tabs: $('tabs'),
+  tablist: $('tablist'),
   panel: $('panel'),
   rows: document.querySelector('#connections tbody'),
 };
@@ -52,16 +57,15 @@ let configsThisConnection = 0;
 let capacitySent = false;
 const up = { bytesReceived: 0, bytesSent: 0 };
 const configs = new Map(); // surface -> the last `config` of the current upstream
+const forwarded = new Map(); // surface -> the last `config` sent to viewers, whichever upstream it came from
 const states = new Map(); // surface -> its last `surface.state` when not live (§8), for viewers who join later
 let lastConfig = null; // the last `config` of any upstream, for the page and the test hook
 let presence = null; // the last `presence` of the current upstream
 const downstreams = new Map(); // peer id -> Downstream
 
-// The relay's own picture: the first surface configured, decoded like the viewer page does.
-let decoder = null;
-let reassembler = null;
-let early = [];
-const EARLY_MAX = 256;
+// The relay's own picture, with a tab per shared window, as the operator page shows it; null with ?show=0 (or
+// without WebCodecs).
+let view = null;
 
 const requests = new KeyframeRequests({ send: (surface) => sendUp(controlMessages.keyframeRequest(surface)) });
 const book = new ViewerBook({ log: logOnce });
@@ -83,12 +87,22 @@ window.impromptuRelay = Object.freeze({
   get capacity() {
     return capacity;
   },
+  /** Frames decoded of the surface shown. */
   get framesDecoded() {
-    return decoder === null ? 0 : decoder.framesDecoded;
+    return view?.selected?.framesDecoded ?? 0;
   },
   get lastConfig() {
     return lastConfig;
   },
+  /** Every surface shown here: `{surface, title, width, height, state, framesDecoded, starts}`, by number. */
+  get surfaces() {
+    return view?.describe() ?? [];
+  },
+  get selectedSurface() {
+    return view?.selected?.surface ?? null;
+  },
+  /** Show surface `n`, as a click on its tab does; false when there is none. */
+  selectSurface: (n) => view !== null && view.select(n),
   get upstream() {
     return Object.freeze({
       peer: session?.peerId ?? null,
@@ -123,8 +137,7 @@ function onUpstreamOpen() {
   upstreamOpen = true;
   configsThisConnection = 0;
   requests.reset(); // nothing was asked of this upstream yet
-  reassembler = null;
-  early = [];
+  view?.disconnect();
   // A new upstream knows nothing of who is behind us.
   book.forgetReport();
   reportViewers();
@@ -142,8 +155,7 @@ function onUpstreamClose() {
   configs.clear();
   states.clear();
   presence = null;
-  reassembler = null;
-  early = [];
+  view?.disconnect();
   render();
 }
 
@@ -166,14 +178,16 @@ function onUpstreamControl(text) {
     // A chained relay: our upstream relay may have a new upstream, which has not heard our role yet.
     if (configsThisConnection++ > 0) session.sayRole();
     // Another config of a surface on the same connection: a chained relay's upstream changed (a restarted desktop
-    // numbers its frames afresh), or the surface was resized. Either way a keyframe follows it, and viewers start
-    // again from that — whatever its number, so the new numbers are not refused as old. (A new connection resets
-    // every surface: onUpstreamClose.)
-    if (configs.has(msg.surface)) fanout.resetSurface(msg.surface);
+    // numbers its frames afresh), or the surface was resized — a keyframe follows, and viewers start again from
+    // that whatever its number, so the new numbers are not refused as old — or the window was renamed, which
+    // changes nothing but the tab. (A new connection resets every surface: onUpstreamClose.)
+    const plan = configsToForward(configs.get(msg.surface), forwarded.get(msg.surface), msg);
+    if (plan.reset) fanout.resetSurface(msg.surface);
     configs.set(msg.surface, msg);
+    forwarded.set(msg.surface, msg);
     lastConfig = Object.freeze(msg);
-    showConfig(msg);
-    for (const d of openDownstreams()) sendDown(d, msg);
+    view?.configure(msg, { fresh: session.viaRelay });
+    for (const d of openDownstreams()) for (const m of plan.send) sendDown(d, m);
     maybeSendCapacity();
   } else if (msg.type === 'presence') {
     presence = msg;
@@ -184,6 +198,7 @@ function onUpstreamControl(text) {
   } else if (msg.type === 'surface.state') {
     if (msg.state === 'live') states.delete(msg.surface);
     else states.set(msg.surface, msg);
+    view?.setState(msg);
     for (const d of openDownstreams()) sendDown(d, msg);
   }
 }
@@ -191,7 +206,7 @@ function onUpstreamControl(text) {
 function onUpstreamVideo(buffer) {
   up.bytesReceived += buffer.byteLength;
   fanout.push(buffer);
-  showVideo(buffer);
+  view?.push(buffer);
   maybeSendCapacity();
 }
 
@@ -204,33 +219,6 @@ function onSignal(msg) {
 /** Our viewers were assigned to us on the socket that just ended; the server has assigned them elsewhere. */
 function onSignalingEnd() {
   for (const d of [...downstreams.values()]) closeDownstream(d, 'this relay’s signaling connection ended');
-}
-
-// ---- the relay's own picture ----
-
-function showConfig(config) {
-  if (decoder === null) return;
-  if (reassembler !== null && reassembler.surface !== config.surface) return; // one surface is shown: the first
-  // A fresh reassembly on every config: it may announce a new upstream whose frame numbers start over.
-  reassembler = new Reassembler({
-    surface: config.surface,
-    onKeyframeRequest: () => requests.request(config.surface),
-    onDrop: (reason) => logOnce(`own-video:${reason}`, `dropped a video fragment: ${reason}`),
-  });
-  decoder.configure(config);
-  const waiting = early;
-  early = [];
-  for (const buffer of waiting) showVideo(buffer);
-}
-
-function showVideo(buffer) {
-  if (decoder === null) return;
-  if (reassembler === null) {
-    if (early.length < EARLY_MAX) early.push(buffer);
-    return;
-  }
-  const frame = reassembler.push(buffer);
-  if (frame !== null && !decoder.decode(frame)) reassembler.needKeyframe();
 }
 
 // ---- downstream: our own viewers ----
@@ -487,17 +475,24 @@ function render() {
   else if (reason) upstream += ` — ${reason}`;
   ui.state.textContent = `Relaying to ${openDownstreams().length} of ${capacity} · ${upstream}`;
   ui.state.title = reason;
-  ui.stream.textContent = lastConfig ? `${lastConfig.width}×${lastConfig.height} ${lastConfig.codec}` : '';
-  const showOverlay = !(decoder !== null && decoder.framesDecoded > 0) || state !== 'connected';
-  ui.overlay.hidden = !showOverlay;
-  if (showOverlay) {
+  const selected = view?.selected ?? null;
+  const shownConfig = selected?.config ?? lastConfig;
+  ui.stream.textContent = shownConfig ? `${shownConfig.width}×${shownConfig.height} ${shownConfig.codec}` : '';
+  // No picture, or no upstream: say why. A window that is paused or closed: say so over its last picture.
+  const waiting = !(selected !== null && selected.framesDecoded > 0) || state !== 'connected';
+  const over = waiting ? null : surfaceOverlay(selected);
+  ui.overlay.hidden = !waiting && over === null;
+  ui.overlay.classList.toggle('dim', over !== null);
+  if (waiting) {
     ui.overlay.textContent = upstream;
-    if (decoder === null) {
+    if (view === null) {
       ui.overlay.textContent = showing
         ? 'This browser cannot show the stream (no WebCodecs), but it relays it'
         : 'Relaying only: this page does not show the stream (?show=0)';
     }
-  }
+  } else ui.overlay.textContent = over?.text ?? '';
+  const what = selected !== null && selected.surface !== 0 ? `shared window: ${tabLabel(selected)}` : 'shared desktop';
+  canvas.setAttribute('aria-label', `${what}, as this relay receives it`);
   renderConnections();
 }
 
@@ -507,6 +502,10 @@ function cell(text, className = '', title = '') {
   if (className) td.className = className;
   if (title) td.title = title;
   return td;
+}
+
+function framesDecodedHere() {
+  return (view?.surfaces.list ?? []).reduce((sum, s) => sum + s.framesDecoded, 0);
 }
 
 function renderConnections() {
@@ -520,7 +519,7 @@ function renderConnections() {
     cell(upState, `state-${upState}`),
     cell(formatBytes(up.bytesReceived), 'num'),
     cell(formatBytes(up.bytesSent), 'num'),
-    cell(String(decoder === null ? 0 : decoder.framesDecoded), 'num', 'frames decoded here'),
+    cell(String(framesDecodedHere()), 'num', 'frames decoded here (every window)'),
     cell(String(page.skippedFrames), 'num', 'frames upstream skipped for this relay'),
   );
   rows.push(upRow);
@@ -603,16 +602,20 @@ async function main() {
   ui.linkRole.textContent = keys.role === 'control' ? 'relay · control link' : 'relay · view-only link';
 
   if (showing && typeof window.VideoDecoder === 'function') {
-    decoder = new CanvasDecoder(canvas, {
-      onFrame: () => {
-        if (decoder.framesDecoded === 1) render();
-      },
-      onError: (err, fatal) => {
+    view = new SurfaceView({
+      canvas,
+      strip: ui.tabs,
+      tablist: ui.tablist,
+      requestKeyframe: (surface) => requests.request(surface),
+      log: (key, ...args) => logOnce(`own-${key}`, ...args),
+      onChange: render,
+      onFrame: (surface, { first }) => first && render(),
+      onDecoderError: (surface, err, fatal) => {
         const what = fatal ? 'this browser cannot decode the stream' : 'decoder error, waiting for a keyframe';
         logOnce(`decoder:${err?.name}`, `${what}: ${err?.message ?? err}`);
-        if (!fatal) reassembler?.needKeyframe();
       },
     });
+    view.attach();
   }
 
   session = new PeerSession({
@@ -630,7 +633,7 @@ async function main() {
   });
   window.addEventListener('pagehide', () => session.stop());
   session.start();
-  setInterval(() => reassembler?.tick(), 100);
+  setInterval(() => view?.tick(), 100);
   setInterval(render, 1000);
   render();
 }

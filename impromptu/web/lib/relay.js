@@ -8,6 +8,7 @@ import {
   MAX_PAYLOAD,
   MAX_RELAYED,
   isPeer,
+  isRename,
   needsRole,
   parseFragment,
   parseTyped,
@@ -61,6 +62,28 @@ export function parseShow(search) {
   if (value === null || value === '1') return { ok: true, show: true };
   if (value === '0') return { ok: true, show: false };
   return { ok: false, reason: `?show=${value.slice(0, 20)} is neither 0 (relay only) nor 1 (show the stream too)` };
+}
+
+/**
+ * What a relay does with a `config` of a surface from upstream (§7, §8), given `current`, the last `config` of that
+ * surface from the same upstream connection (undefined if none), and `sent`, the last one it sent its viewers
+ * (from whichever upstream). Returns `{reset, send}`: whether to forget the surface's frames and have every viewer
+ * wait for its next keyframe (VideoFanout.resetSurface), and the messages to send each viewer.
+ *
+ * A rename (`isRename`) resets nothing, here or at the viewers. A new upstream's first `config` must make viewers
+ * start the surface afresh (its frame numbers start over); should it differ from what they have only in `title`,
+ * they would take it for a rename, so it goes to them first with the title they know — the very same config,
+ * which starts it afresh — and then as it is, which renames it.
+ */
+export function configsToForward(current, sent, config) {
+  if (current !== undefined) return { reset: !isRename(current, config), send: [config] };
+  if (sent !== undefined && isRename(sent, config)) {
+    const again = { ...config };
+    if (sent.title === undefined) delete again.title;
+    else again.title = sent.title;
+    return { reset: false, send: [again, config] };
+  }
+  return { reset: false, send: [config] };
 }
 
 /**

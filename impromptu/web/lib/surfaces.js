@@ -3,7 +3,7 @@
 // are routed by their header's `surface`; one surface is selected (shown, and where input goes). DOM-free: the
 // page hands in factories for what touches the DOM, so `node --test` covers the routing and the tab model.
 
-import { parseFragment } from './protocol.js';
+import { isRename, parseFragment } from './protocol.js';
 
 /** Video that overtook its surface's first `config` is held, at most this many fragments (4 MiB) in all. */
 export const EARLY_MAX = 256;
@@ -21,6 +21,7 @@ class Surface {
     this.reason = '';
     this.reassembler = null;
     this.decoder = null;
+    this.starts = 0; // configs that started it afresh (its decoder configured anew); a rename is not one
   }
 
   get framesDecoded() {
@@ -75,7 +76,8 @@ export class SurfaceSet {
   /**
    * A `config`: the first one of a surface creates it, later ones start it afresh (a new size or codec; behind a
    * relay possibly a restarted desktop). `fresh` asks for a new Reassembler even for a known surface (so that new
-   * frame numbers are not refused as old). Then the fragments that came early for it are replayed.
+   * frame numbers are not refused as old). Then the fragments that came early for it are replayed. One that only
+   * renames the surface (`isRename`: a window's new title) just relabels it: its Reassembler and decoder go on.
    */
   configure(config, { fresh = false } = {}) {
     let s = this._surfaces.get(config.surface);
@@ -85,6 +87,12 @@ export class SurfaceSet {
       if (this._selected === null) this._selected = s.surface;
     }
     if (s.state === 'ended') return s; // its number is not used again in this session (§8)
+    if (s.reassembler !== null && isRename(s.config, config)) {
+      s.config = Object.freeze({ ...config });
+      s.title = config.title;
+      this._onChange();
+      return s;
+    }
     s.config = Object.freeze({ ...config });
     if (typeof config.title === 'string') s.title = config.title;
     if (s.reassembler === null) {
@@ -97,6 +105,7 @@ export class SurfaceSet {
     else s.reassembler.reset();
     if (s.decoder === null) s.decoder = this._createDecoder(s.surface);
     s.decoder.configure(s.config);
+    s.starts += 1;
     const state = this._states.get(s.surface);
     if (state !== undefined) {
       this._states.delete(s.surface);
@@ -220,6 +229,25 @@ export function surfaceOverlay(s) {
   if (s === null || s.state === 'live') return null;
   if (s.state === 'ended') return { text: 'This window was closed', dim: true };
   return { text: s.reason ? `Paused — ${s.reason}` : 'Paused', dim: true };
+}
+
+/**
+ * The page's shortcut that shows the previous / next surface from anywhere on the page, the screen canvas
+ * included: Ctrl+Alt+PageUp / Ctrl+Alt+PageDown. Remote applications hardly use it (PageUp/PageDown with Ctrl
+ * alone switch tabs in many of them, and that stays theirs), and browsers leave it to pages. Only while there are
+ * several surfaces: with one, every key goes to the desktop as before.
+ */
+export const SHORTCUT = Object.freeze({
+  keys: 'Control+Alt+PageUp Control+Alt+PageDown', // for aria-keyshortcuts
+  text: 'Ctrl+Alt+PageUp / PageDown',
+});
+
+/** −1 (previous) or +1 (next) for a key event `{key, ctrlKey, altKey, shiftKey, metaKey}` of the shortcut; else null. */
+export function surfaceShortcut(e) {
+  if (!e.ctrlKey || !e.altKey || e.shiftKey || e.metaKey) return null;
+  if (e.key === 'PageUp') return -1;
+  if (e.key === 'PageDown') return 1;
+  return null;
 }
 
 /** The surface a key press on the tab strip moves to (roving focus): ArrowLeft/Right wrap, Home/End; or null. */
