@@ -19,7 +19,7 @@ from impromptu.errors import ImpromptuError, UsageError
 from impromptu.relay.session import DEFAULT_MAX_VIEWERS as DEFAULT_RELAY_VIEWERS
 from impromptu.relay.session import MAX_VIEWERS as MAX_RELAY_VIEWERS
 from impromptu.rtc import IcePolicy
-from impromptu.runner import RunOptions, run_share, run_vdisplay
+from impromptu.runner import FilesOptions, RunOptions, run_share, run_vdisplay
 from impromptu.session import MAX_PEERS
 
 app = typer.Typer(
@@ -115,6 +115,24 @@ WindowClassOpt = Annotated[
     ),
 ]
 
+FilesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--files",
+        metavar="DIR",
+        help="Viewers' uploads go to DIR (made if missing) and its files can be downloaded. "
+        "Default: a folder made for the session, printed at start.",
+    ),
+]
+NoFilesOpt = Annotated[bool, typer.Option("--no-files", help="No file transfers at all.")]
+ViewersUploadOpt = Annotated[
+    bool, typer.Option("--viewers-upload", help="View-only viewers may upload too (by default: download only).")
+]
+MaxFileSizeOpt = Annotated[
+    str,
+    typer.Option("--max-file-size", metavar="SIZE", help="Largest upload accepted: bytes, or with K, M, G or T."),
+]
+
 _WINDOW_OPTIONS = ("--window", "--window-title", "--window-class")
 
 
@@ -147,8 +165,10 @@ def _options(
     window_title: list[str] | None = None,
     window_class: list[str] | None = None,
     window_order: tuple[str, ...] = (),
+    files: FilesOptions | None = None,
 ) -> RunOptions:
     return RunOptions.parse(
+        files=files,
         window_order=window_order,
         window_ids=tuple(window or ()),
         window_titles=tuple(window_title or ()),
@@ -162,6 +182,12 @@ def _options(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
+
+
+def _files(folder: Path | None, no_files: bool, viewers_upload: bool, max_file_size: str) -> FilesOptions:
+    if no_files and (folder is not None or viewers_upload):
+        raise UsageError("--no-files cannot be combined with --files or --viewers-upload")
+    return FilesOptions(folder, not no_files, viewers_upload, FilesOptions.parse_size(max_file_size))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -200,6 +226,10 @@ def vdisplay_run(
     window: WindowIdOpt = None,
     window_title: WindowTitleOpt = None,
     window_class: WindowClassOpt = None,
+    files: FilesOpt = None,
+    no_files: NoFilesOpt = False,
+    viewers_upload: ViewersUploadOpt = False,
+    max_file_size: MaxFileSizeOpt = "4G",
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status.
@@ -220,6 +250,7 @@ def vdisplay_run(
             window_title,
             window_class,
             ctx.meta.get("window_order", ()),
+            _files(files, no_files, viewers_upload, max_file_size),
         )
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
@@ -245,6 +276,10 @@ def share(
     window: WindowIdOpt = None,
     window_title: WindowTitleOpt = None,
     window_class: WindowClassOpt = None,
+    files: FilesOpt = None,
+    no_files: NoFilesOpt = False,
+    viewers_upload: ViewersUploadOpt = False,
+    max_file_size: MaxFileSizeOpt = "4G",
     verbose: VerboseOpt = False,
 ) -> None:
     """Share an existing X display until Ctrl-C, or only some of its windows (--window…): then until Ctrl-C or
@@ -267,6 +302,7 @@ def share(
             window_title,
             window_class,
             ctx.meta.get("window_order", ()),
+            _files(files, no_files, viewers_upload, max_file_size),
         )
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:
@@ -307,6 +343,70 @@ def probe(
         problem = report.error or f"{report.violation_count} protocol rule violations"
         typer.echo(f"impromptu: error: probe: {problem}", err=True)
     _exit_with(0 if report.ok else 1)
+
+
+@app.command("send")
+def send(
+    url: LinkArg,
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to upload.")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite files of the same names (default: keep both, 'a (1).txt').")
+    ] = False,
+    ice_address: IceAddressOpt = None,
+    ice_server: IceServerOpt = None,
+    tls_fingerprint: TlsFingerprintOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Upload files into a shared desktop's transfer folder, with a progress bar; resumes over dropped
+    connections. Prints the name each file got there."""
+    from impromptu.files.client import run_send
+
+    _setup_logging(verbose)
+    try:
+        url = _link_text(url)
+        names = asyncio.run(run_send(url, files, _ice(ice_address, ice_server), _pinned(tls_fingerprint), replace))
+    except ValueError as exc:
+        _fail(UsageError(str(exc)))
+    except ImpromptuError as exc:
+        _fail(exc)
+    for name in names:
+        typer.echo(name)
+    _exit_with(0)
+
+
+@app.command("fetch")
+def fetch(
+    url: LinkArg,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The file's name in the desktop's transfer folder.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="PATH", help="Where to save it: a file, or a folder.")
+    ] = Path("."),
+    ice_address: IceAddressOpt = None,
+    ice_server: IceServerOpt = None,
+    tls_fingerprint: TlsFingerprintOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Download a file from a shared desktop's transfer folder, with a progress bar; resumes over dropped
+    connections. The file appears under its name only once complete and verified (SHA-256)."""
+    from impromptu.files.client import run_fetch
+
+    _setup_logging(verbose)
+    try:
+        url = _link_text(url)
+        saved = asyncio.run(run_fetch(url, name, output, _ice(ice_address, ice_server), _pinned(tls_fingerprint)))
+    except ValueError as exc:
+        _fail(UsageError(str(exc)))
+    except ImpromptuError as exc:
+        _fail(exc)
+    typer.echo(str(saved))
+    _exit_with(0)
+
+
+def _ice(addresses: list[str] | None, servers: list[str] | None) -> IcePolicy:
+    try:
+        return IcePolicy(addresses=tuple(addresses or ()), servers=tuple(servers or ()))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _link_text(url: str) -> str:

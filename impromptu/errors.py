@@ -12,7 +12,8 @@ so a user never sees a traceback for a mistake they can fix. Messages say what h
     ├── EncodeError         no usable encoder, encoder failure
     ├── InputError          input injection unavailable (XTEST missing)
     ├── SignalingError      the web/signaling server could not start (port in use, TLS files unreadable)
-    └── ProtocolError       a peer sent something malformed (dropped and logged, never fatal)
+    ├── ProtocolError       a peer sent something malformed (dropped and logged, never fatal)
+    └── FileTransferError   a file could not be listed, uploaded or downloaded (bad name, too large, damaged)
 """
 
 from __future__ import annotations
@@ -56,3 +57,7 @@ class SignalingError(ImpromptuError):
 
 class ProtocolError(ImpromptuError):
     """A peer sent a message that is malformed or not allowed."""
+
+
+class FileTransferError(ImpromptuError):
+    """A file transfer failed or was refused; the message is one sentence for the user."""

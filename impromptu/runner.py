@@ -7,16 +7,20 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
+import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from impromptu.control import ControlMode
 from impromptu.display import App, WindowInfo, WindowSelector, Xvfb, find_windows, parse_size, wait_for_window
 from impromptu.errors import AppError, ImpromptuError, UsageError
+from impromptu.files.folder import TransferFolder
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.rtc.ice import lan_addresses
@@ -26,8 +30,58 @@ from impromptu.tls import server_ssl_context
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_FILE_SIZE = 4 << 30
+"""``--max-file-size``'s default: 4 GiB."""
+
 WINDOW_WAIT_S = 30.0
 """How long ``vdisplay run --window…`` waits for the app's window to be mapped."""
+
+
+@dataclass(frozen=True)
+class FilesOptions:
+    """File transfers (protocol.md §9): ``--files DIR``, ``--no-files``, ``--viewers-upload``, ``--max-file-size``."""
+
+    folder: Path | None = None
+    """The transfer folder; ``None``: one made for the session."""
+    enabled: bool = True
+    viewers_upload: bool = False
+    max_size: int = DEFAULT_MAX_FILE_SIZE
+
+    @staticmethod
+    def parse_size(text: str) -> int:
+        """``"4G"``, ``"500M"``, ``"64K"`` (powers of 1024) or a number of bytes."""
+        match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+        if match is None:
+            raise UsageError(f"--max-file-size: {text!r} is not a size (bytes, or a number with K, M, G or T)")
+        return int(match[1]) << (10 * " KMGT".index(match[2].upper() or " "))
+
+
+@contextlib.contextmanager
+def transfer_folder(options: FilesOptions) -> Iterator[TransferFolder | None]:
+    """The session's transfer folder; a folder made for it is removed afterwards if left empty."""
+    if not options.enabled:
+        yield None
+        return
+    made = options.folder is None
+    path = Path(tempfile.mkdtemp(prefix="impromptu-files-")) if options.folder is None else options.folder
+    if not made and not path.exists():
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise UsageError(f"--files: cannot make the folder {path}: {exc.strerror}") from None
+    try:
+        folder = TransferFolder(path, max_size=options.max_size)
+    except BaseException:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    try:
+        yield folder
+    finally:
+        folder.close()
+        if made:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty: never delete what viewers uploaded
 
 
 @dataclass(frozen=True)
@@ -43,6 +97,7 @@ class RunOptions:
     windows: tuple[WindowSelector, ...] = ()
     """Windows to share (``--window``, ``--window-title``, ``--window-class``), one surface each, in this order;
     none: the whole display."""
+    files: FilesOptions = field(default_factory=lambda: FilesOptions())
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -67,6 +122,7 @@ class RunOptions:
         window_titles: tuple[str, ...] = (),
         window_classes: tuple[str, ...] = (),
         window_order: tuple[str, ...] = (),
+        files: FilesOptions | None = None,
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
@@ -84,7 +140,7 @@ class RunOptions:
             windows = tuple(given[option].pop(0) for option in window_order)  # in the order given
         else:  # the order is unknown (a value that looks like an option): each kind in turn
             windows = tuple(selector for selectors in given.values() for selector in selectors)
-        return cls(host, port, fps, ice, tls_cert, tls_key, control, max_direct, windows)
+        return cls(host, port, fps, ice, tls_cert, tls_key, control, max_direct, windows, files or FilesOptions())
 
 
 def parse_window_id(text: str) -> int:
@@ -189,6 +245,7 @@ async def _share_until(
     keys = LinkKeys.generate()
     app_wait: asyncio.Task[int] | None = None
     session: ShareSession | None = None
+    stack = contextlib.ExitStack()
     try:
         windows: tuple[WindowInfo, ...] = ()
         if options.windows:
@@ -214,6 +271,7 @@ async def _share_until(
                 raise
             finally:
                 stops.interruptible = None
+        folder = stack.enter_context(transfer_folder(options.files))
         session = ShareSession(
             display,
             keys,
@@ -224,6 +282,8 @@ async def _share_until(
                 control=options.control,
                 max_direct=options.max_direct,
                 windows=windows,
+                files=folder,
+                viewers_upload=options.files.viewers_upload,
             ),
         )
         stops.interruptible = asyncio.ensure_future(session.start())
@@ -237,6 +297,8 @@ async def _share_until(
             stops.interruptible = None
         base = f"{server.scheme}://{_url_host(options.host)}:{server.port}/"
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
+        if folder is not None:
+            print(f"impromptu: files: uploads go to {folder.path}", file=sys.stderr, flush=True)
         print(f"Operator link: {base}#{keys.control_fragment()}", flush=True)
         print(f"View-only link: {base}#{keys.view_fragment()}", flush=True)
         waiters: set[asyncio.Future[Any]] = {stops.received, session.failed, session.ended}
@@ -262,6 +324,7 @@ async def _share_until(
             app_wait.cancel()
         if session is not None:
             await session.stop()
+        stack.close()
 
 
 async def run_vdisplay(options: RunOptions, size: tuple[int, int], command: list[str]) -> int:

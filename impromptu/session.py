@@ -19,12 +19,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from aiortc import RTCDataChannel
+
 from impromptu.capture import FrameSource, open_screen_source, open_window_source
 from impromptu.control import ControlFloor, ControlMode
 from impromptu.display.windows import WindowInfo
 from impromptu.encode import Encoder
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
+from impromptu.files.folder import TransferFolder
+from impromptu.files.service import FileService
+from impromptu.files.wire import LABEL as FILE_LABEL
+from impromptu.files.wire import refuse
 from impromptu.input import InputDispatcher, InputSink, open_input_sink
 from impromptu.input.window import WindowInput
 from impromptu.input.xtest import XTestSink
@@ -54,6 +60,10 @@ class ShareOptions:
     """Viewers (relays included) the desktop serves itself; signaling sends later ones to relays."""
     windows: tuple[WindowInfo, ...] = ()
     """Windows to share, as surfaces 1, 2, … in this order; none: the whole display, as surface 0."""
+    files: TransferFolder | None = None
+    """The transfer folder (protocol.md §9), owned by the session from ``start``; ``None``: no files."""
+    viewers_upload: bool = False
+    """Whether view-only viewers may upload too."""
 
 
 @dataclass
@@ -122,12 +132,16 @@ class ShareSession:
             on_open=self._viewer_open,
             on_control=self._viewer_control,
             on_closed=self._viewer_closed,
+            on_channel=self._viewer_channel,
         )
+        self._files = None if options.files is None else FileService(options.files, self._files_changed)
+        self._refusals: set[asyncio.Future[None]] = set()
         self._attachment: DesktopAttachment | None = None
         self._surfaces: dict[int, Surface] = {}
         self._members: set[str] = set()
         """Connected viewers with a verified role: those the hubs send video to."""
         self._sink: InputSink | None = None
+        self._sink_fd: int | None = None
         self._floor = ControlFloor(options.control)
         self._relayed = RelayedViewers(keys)
         self._refused_input: set[str] = set()
@@ -149,6 +163,7 @@ class ShareSession:
             sink.close()
             raise ImpromptuError("sharing single windows needs X input injection (XTEST)")
         opened: list[tuple[FrameSource, Encoder]] = []
+        confined: list[WindowInput] = []
         try:
             for window in self._options.windows or (None,):
                 if window is None:
@@ -161,6 +176,9 @@ class ShareSession:
                 except BaseException:
                     source.close()
                     raise
+            if self._options.windows:
+                assert isinstance(sink, XTestSink)  # checked above
+                confined = [WindowInput(sink, window.id) for window in self._options.windows]
         except BaseException:
             for source, encoder in opened:
                 encoder.close()
@@ -171,7 +189,8 @@ class ShareSession:
         loop = asyncio.get_running_loop()
         if isinstance(sink, XTestSink) and self._options.windows:
             # Window input watches the focus, to release held keys when it leaves (input/window.py).
-            loop.add_reader(sink.fileno(), sink.process_events)
+            self._sink_fd = sink.fileno()
+            loop.add_reader(self._sink_fd, sink.process_events)
         windows: tuple[WindowInfo | None, ...] = self._options.windows or (None,)
         for index, (window, (source, encoder)) in enumerate(zip(windows, opened, strict=True)):
             number = SCREEN if window is None else index + 1
@@ -195,9 +214,7 @@ class ShareSession:
                 surface.dispatcher = InputDispatcher(sink, encoder.width, encoder.height)
             else:
                 surface.config["title"] = window.title[:MAX_TEXT]
-                assert isinstance(sink, XTestSink)  # checked above
-                confined = WindowInput(sink, window.id)
-                surface.dispatcher = InputDispatcher(confined, encoder.width, encoder.height, clamp=True)
+                surface.dispatcher = InputDispatcher(confined[index], encoder.width, encoder.height, clamp=True)
             surface.worker = EncodeWorker(
                 source,
                 encoder,
@@ -214,6 +231,8 @@ class ShareSession:
         for surface in self._surfaces.values():
             assert surface.worker is not None
             surface.worker.start()
+        if self._files is not None:
+            self._files.start()
         self._attachment = self._server.attach_desktop(
             self.keys.room, self._offers.signal, max_direct=min(MAX_PEERS, self._options.max_direct)
         )
@@ -246,12 +265,14 @@ class ShareSession:
         if self._attachment is not None:
             self._attachment.detach()
         await self._offers.stop()
+        if self._files is not None:
+            await self._files.close()
         for surface in self._surfaces.values():
             if surface.worker is not None:
                 await asyncio.to_thread(surface.worker.stop)
         if self._sink is not None:
-            if isinstance(self._sink, XTestSink) and self._options.windows:
-                asyncio.get_running_loop().remove_reader(self._sink.fileno())
+            if self._sink_fd is not None:
+                asyncio.get_running_loop().remove_reader(self._sink_fd)
             self._sink.close()
 
     def _send_signal(self, message: dict[str, Any]) -> None:
@@ -270,6 +291,7 @@ class ShareSession:
             viewer.send_control(surface.config)
             if surface.state != "live":
                 viewer.send_control(surface.state_message())
+        viewer.send_control(self._file_list(role))
         for surface in self._surfaces.values():
             if surface.state != "ended":
                 surface.hub.add(viewer)
@@ -295,6 +317,36 @@ class ShareSession:
                     surface.worker.set_active(False)
         if changed:
             self._send_presence()
+
+    # Files (protocol.md §9) ---------------------------------------------------------------------------------
+
+    def _may_upload(self, role: Role) -> bool:
+        return role is Role.CONTROL or self._options.viewers_upload
+
+    def _file_list(self, role: Role) -> dict[str, Any]:
+        if self._files is None:
+            return {"type": "file.list", "enabled": False}
+        try:
+            return self._files.listing(self._may_upload(role))
+        except OSError as exc:
+            logger.warning("cannot list the transfer folder: %s", exc)
+            return {"type": "file.list", "enabled": False}
+
+    def _viewer_channel(self, viewer: ViewerPeer, channel: RTCDataChannel) -> None:
+        role = self._offers.roles.get(viewer.id)
+        if channel.label != FILE_LABEL or role is None or viewer.id not in self._members:
+            logger.info("viewer %s: closed a channel it opened (%r)", viewer.id, channel.label[:40])
+            channel.close()
+        elif self._files is None:
+            refusal = asyncio.ensure_future(refuse(channel, "this desktop takes no files (started with --no-files)"))
+            self._refusals.add(refusal)
+            refusal.add_done_callback(self._refusals.discard)
+        else:
+            self._files.accept(channel, viewer.id, self._may_upload(role))
+
+    def _files_changed(self) -> None:
+        for pid, peer in self._watching().items():
+            peer.send_control(self._file_list(self._offers.roles[pid]))
 
     def _release(self, sender: str) -> None:
         """Release every key and button ``sender`` holds, on every surface."""
@@ -359,6 +411,8 @@ class ShareSession:
                     self._from_viewer(relayed.sender, Role.CONTROL, relayed.message)
         elif kind.startswith("input.") or kind in ("control.request", "control.release"):
             self._from_viewer(viewer.id, role, message)
+        elif kind == "file.list":
+            viewer.send_control(self._file_list(role))
         else:
             logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from impromptu.files.folder import TransferFolder
 
 from impromptu import envelope
 from impromptu.control import ControlMode
@@ -229,12 +230,22 @@ async def sharing(
     control: ControlMode = ControlMode.SHARED,
     max_direct: int = MAX_PEERS,
     windows: tuple[WindowInfo, ...] = (),
+    files: TransferFolder | None = None,
+    viewers_upload: bool = False,
 ) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
     """A session sharing ``display`` (or only ``windows`` of it) through its own signaling server on a free port,
-    ICE on 127.0.0.1 only."""
+    ICE on 127.0.0.1 only; with ``files``, that transfer folder (the session closes it)."""
     server = SignalingServer("127.0.0.1", 0)
     await server.start()
-    options = ShareOptions(fps=30, ice=LOOPBACK, control=control, max_direct=max_direct, windows=windows)
+    options = ShareOptions(
+        fps=30,
+        ice=LOOPBACK,
+        control=control,
+        max_direct=max_direct,
+        windows=windows,
+        files=files,
+        viewers_upload=viewers_upload,
+    )
     session = ShareSession(display, LinkKeys.generate(), server, options)
     try:
         await session.start()
@@ -242,6 +253,12 @@ async def sharing(
     finally:
         await session.stop()
         await server.stop()
+
+
+def link(session: ShareSession, server: SignalingServer, control: bool = True) -> str:
+    """The operator (or view-only) link of ``session``, as the desktop prints it."""
+    keys = session.keys
+    return f"http://127.0.0.1:{server.port}/#{keys.control_fragment() if control else keys.view_fragment()}"
 
 
 def viewer(session: ShareSession, server: SignalingServer, key: bytes) -> PyViewer:

@@ -152,7 +152,9 @@ async def test_input_lands_in_the_shared_window_and_nowhere_else(
     xvfb_display: str, control: Any, painters: Callable[..., Painter]
 ) -> None:
     shared = painters(100, 100, 200, 150, (SHARED,), input_mask=INPUT)
-    secret = painters(150, 120, 200, 150, SECRET, input_mask=INPUT)  # over the shared window's lower right part
+    # Over the shared window's lower right part; an ordinary window (not a menu: never raised over), so a click
+    # there raises the shared window first.
+    secret = painters(150, 120, 200, 150, SECRET, input_mask=INPUT, title="secret")
     secret_win = control.create_resource_object("window", secret.id)
     secret_win.set_input_focus(X.RevertToParent, X.CurrentTime)  # the local user is typing into it
     control.sync()

@@ -1,6 +1,6 @@
 """Capturing one window: only its own pixels (never a window above it) and its application's own popups (never
-another client's window, nor the application's other windows), following resizes, moves, unmapping, destruction
-and title changes, with DAMAGE on that window alone saying when there is something new."""
+another client's window, nor the application's other windows or their popups), following resizes, moves,
+unmapping, destruction and title changes, with DAMAGE on that window alone saying when there is something new."""
 
 from __future__ import annotations
 
@@ -367,6 +367,9 @@ POPUP = 0xD08020
 SUBMENU = 0x8040C0
 PRIVATE = 0x40C0C0
 """The shared window's application's second, normal top-level window: private, never drawn."""
+PRIVATE_MENU = 0xC02060
+"""A dropdown of that second window: the application's popup, but not the shared window's; never drawn."""
+TOOLTIP = 0x60A020
 
 
 @pytest.fixture
@@ -520,6 +523,64 @@ def test_the_applications_other_top_level_windows_are_never_drawn(
     app.paint(other, PRIVATE)
     app.paint(shared, SHARED)
     frames_until(source, only(SHARED, POPUP), no_private)
+
+
+def test_popups_of_the_applications_other_windows_are_never_drawn(
+    xvfb_display: str, control: Any, app: Client, sources: Callable[[str, int], X11WindowSource]
+) -> None:
+    shared = app.window(40, 40, 240, 160, SHARED, override_redirect=False, title="app")
+    app.wait_painted(shared)
+    source = sources(xvfb_display, shared)
+    # Its second, normal window (private, say), away from the shared one, and that window's dropdown (override-
+    # redirect, the same X client, WM_TRANSIENT_FOR that window) over the shared one: on the screen, never drawn.
+    other = app.window(300, 260, 150, 60, PRIVATE, override_redirect=False, title="private")
+    dropdown = app.window(150, 100, 160, 100, PRIVATE_MENU, mapped=False)
+    app.set_transient_for(dropdown, other)
+    app.map(dropdown)
+    app.wait_painted(dropdown)
+    assert PRIVATE_MENU in screen_colours(control, 150, 100, 160, 100)
+
+    def no_private(frame: Frame) -> None:
+        assert PRIVATE_MENU not in colours(frame), "a popup of the application's other window was drawn"
+        assert colours(frame) <= {SHARED, POPUP, SUBMENU, TOOLTIP, BLACK}
+
+    # The shared window's popups, mapped after the dropdown, are drawn: a menu transient for it, a submenu
+    # transient for that menu, and a tooltip transient for nothing.
+    menu = app.window(60, 60, 60, 40, POPUP, mapped=False)
+    app.set_transient_for(menu, shared)
+    app.map(menu)
+    submenu = app.window(120, 60, 40, 30, SUBMENU, mapped=False)
+    app.set_transient_for(submenu, menu)
+    app.map(submenu)
+    tooltip = app.window(200, 50, 30, 20, TOOLTIP)
+    frame = frames_until(source, only(SHARED, POPUP, SUBMENU, TOOLTIP), no_private)
+    popups = ((POPUP, 20, 20, 80, 60), (SUBMENU, 80, 20, 120, 50))
+    assert (rgb(frame) == showing((160, 240), *popups, (TOOLTIP, 160, 10, 190, 30))).all()
+
+    # The dropdown raised over them all and painted again, the tooltip moved: still not drawn.
+    app.configure(dropdown, stack_mode=X.Above)
+    app.paint(dropdown, PRIVATE_MENU)
+    app.configure(tooltip, x=210)
+    frame = frames_until(source, lambda frame: rgb(frame)[20, 165] == SHARED, no_private)
+    assert (rgb(frame) == showing((160, 240), *popups, (TOOLTIP, 170, 10, 200, 30))).all()
+
+    # WM_TRANSIENT_FOR changed while mapped: the tooltip made the other window's goes; made the shared one's, is back.
+    app.set_transient_for(tooltip, other)
+    frame = frames_until(source, only(SHARED, POPUP, SUBMENU), no_private)
+    assert (rgb(frame) == showing((160, 240), *popups)).all()
+    app.set_transient_for(tooltip, shared)
+    frame = frames_until(source, only(SHARED, POPUP, SUBMENU, TOOLTIP), no_private)
+    assert (rgb(frame) == showing((160, 240), *popups, (TOOLTIP, 170, 10, 200, 30))).all()
+
+    # The dropdown is a popup like the others but for whose it is: transient for nothing, it is drawn (on top);
+    # the other window's again, it goes.
+    app.set_transient_for(dropdown, None)
+    frame = frames_until(source, lambda frame: PRIVATE_MENU in colours(frame), lambda frame: None)
+    assert (
+        rgb(frame) == showing((160, 240), *popups, (TOOLTIP, 170, 10, 200, 30), (PRIVATE_MENU, 110, 60, 240, 160))
+    ).all()
+    app.set_transient_for(dropdown, other)
+    frames_until(source, only(SHARED, POPUP, SUBMENU, TOOLTIP), no_private)
 
 
 def test_a_new_title_is_reported_once(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
-from Xlib import X
+from Xlib import XK, X
 from Xlib.display import Display
 from Xlib.ext import shape
 
@@ -63,7 +63,15 @@ class App:
         self.got.clear()
 
     def reached(self, window: Any) -> list[Any]:
-        return [e for e in self.events() if e.type in REACHING and e.window.id == window.id]
+        """Input, and the pointer coming in, that reached ``window``. Crossing events of grabs (ours, letting a
+        release reach no one) say nothing moved and are left out."""
+        return [
+            e
+            for e in self.events()
+            if e.type in REACHING
+            and e.window.id == window.id
+            and not (e.type == X.EnterNotify and e.mode != X.NotifyNormal)
+        ]
 
     def close(self) -> None:
         self.d.close()
@@ -150,24 +158,40 @@ def test_a_point_the_window_manager_will_not_uncover_is_dropped_then_lands_once_
     try:
         shared = app.window(0, 0, 200, 150, override_redirect=False)  # managed: raising it goes through the WM
         wm.serve(honour_raises=False)
-        secret = other.window(100, 0, 100, 150)  # over the right half
+        secret = other.window(100, 0, 100, 150, override_redirect=False)  # over the right half
+        wm.serve(honour_raises=False)
+        locker = other.window(0, 100, 60, 50)  # another program's override-redirect window: never raised over
         confined = WindowInput(sink, shared.id)
         other.forget()
 
         with pytest.raises(InputError, match="covers"):
             confined.move(150, 50)
         with pytest.raises(InputError, match="covers"):
-            click(confined, 150, 50)
+            confined.move(10, 120)
+        with pytest.raises(InputError, match="another program's window"):
+            confined.button(1, True)
+        wm.serve(honour_raises=False)
+        assert wm.raise_requests == 0, "the window was raised over another program's override-redirect window"
+        with pytest.raises(InputError, match="covers"):
+            confined.move(150, 50)
+        with pytest.raises(InputError, match="raised for the next click"):
+            confined.button(1, True)
         click(confined, 50, 50)  # the uncovered part takes it
         settle(sink)
         assert presses(app, shared) == [(50, 50)]
         wm.serve(honour_raises=False)
         assert wm.raise_requests >= 1 and wm.activations >= 1, "the window manager was not asked to raise it"
-        assert other.reached(secret) == [], "a dropped event reached the window over the shared one"
+        assert other.reached(secret) == other.reached(locker) == [], "a dropped event reached a window over it"
 
-        # A window manager that does raise: the event asking for it is dropped, the next one lands.
+        # A hover never raises the window; a click does, through a window manager that honours it: that click is
+        # dropped, the next one lands.
         with pytest.raises(InputError, match="covers"):
             confined.move(150, 50)
+        before = wm.raise_requests
+        wm.serve(honour_raises=True)
+        assert wm.raise_requests == before, "a hover asked to raise the window"
+        with pytest.raises(InputError, match="raised for the next click"):
+            confined.button(1, True)
         wm.serve(honour_raises=True)
         click(confined, 150, 50)
         settle(sink)
@@ -218,28 +242,30 @@ def test_keys_held_when_the_focus_leaves_are_released_at_once(scene: Scene) -> N
     secret = other.window(160, 0, 150, 100)
     confined = WindowInput(sink, shared.id)
     other.forget()
-    keycode = sink.connection.keysym_to_keycode(ord("a"))
+    shift = sink.connection.keysym_to_keycode(XK.XK_Shift_L)
+    a = sink.connection.keysym_to_keycode(ord("a"))
 
+    # A key other than a modifier is pressed and released at once: X's own repeat never gets to send it anywhere.
     confined.key("KeyA", "a", True)
     settle(sink)
-    assert [e.type for e in app.events() if e.type == X.KeyPress] == [X.KeyPress]
-    assert key_down(other.d, keycode)
+    keys = [e for e in app.events() if e.type in (X.KeyPress, X.KeyRelease)]
+    assert [(e.type, e.detail) for e in keys] == [(X.KeyPress, a), (X.KeyRelease, a)]
+    assert not key_down(other.d, a)
+    confined.key("KeyA", "a", False)  # the viewer's key-up: already done
+    confined.key("ShiftLeft", "Shift", True)
+    settle(sink)
+    assert key_down(other.d, shift)
 
-    # The local user clicks into another window: X would repeat the held key into it from now on.
+    # The local user clicks into another window: the viewer's Shift would apply to what they type there.
     secret.set_input_focus(X.RevertToParent, X.CurrentTime)
     other.d.sync()
-    for _ in range(50):
-        select.select([sink.fileno()], [], [], 0.2)
-        sink.process_events()
-        if not key_down(other.d, keycode):
-            break
-    assert not key_down(other.d, keycode), "the held key was not released when the focus left"
-    confined.key("KeyA", "a", False)  # the viewer lets go later: nothing more is injected
+    assert released_soon(sink, other, shift), "the held modifier was not released when the focus left"
+    confined.key("ShiftLeft", "Shift", False)  # the viewer lets go later: nothing more is injected
     confined.key("KeyB", "b", False)  # never pressed here: not injected either
     settle(sink)
-    assert [e for e in other.events() if e.type in (X.KeyPress, X.ButtonPress)] == []
-    released = [e.detail for e in other.events() if e.type == X.KeyRelease]
-    assert released == [keycode], "only the forced release of the held key may reach the focused window"
+    assert [e for e in other.events() if e.type in (X.KeyPress, X.KeyRelease, X.ButtonPress)] == [], (
+        "a key event reached the window that has the focus now"
+    )
 
     # The next key press takes the focus back, as before.
     confined.key("KeyC", "c", True)
@@ -250,6 +276,16 @@ def test_keys_held_when_the_focus_leaves_are_released_at_once(scene: Scene) -> N
 
 def key_down(d: Any, keycode: int) -> bool:
     return bool(d.query_keymap()[keycode // 8] & (1 << (keycode % 8)))
+
+
+def released_soon(sink: XTestSink, watcher: App, keycode: int) -> bool:
+    """Whether ``keycode`` is up within 10 s, handling the sink's events as a session does (when they arrive)."""
+    for _ in range(50):
+        select.select([sink.fileno()], [], [], 0.2)
+        sink.process_events()
+        if not key_down(watcher.d, keycode):
+            return True
+    return False
 
 
 def test_another_programs_grab_keeps_the_viewer_out(scene: Scene) -> None:
@@ -336,14 +372,14 @@ async def test_a_session_releases_a_viewers_held_key_when_the_focus_leaves(scene
     display, sink, app, other = scene
     shared = app.window(0, 0, 160, 120)
     secret = other.window(160, 0, 160, 120)
-    keycode = sink.connection.keysym_to_keycode(ord("q"))
+    keycode = sink.connection.keysym_to_keycode(XK.XK_Control_L)
     window = WindowInfo(shared.id, "shared", "", "", None, 0, 0, 160, 120, True)
     async with sharing(display, windows=(window,)) as (session, server):
         v = viewer(session, server, session.keys.control)
         try:
             await v.connect()
             await v.frames.get()
-            v.send({"type": "input.key", "surface": 1, "code": "KeyQ", "key": "q", "down": True})
+            v.send({"type": "input.key", "surface": 1, "code": "ControlLeft", "key": "Control", "down": True})
             await wait_until(lambda: key_down(other.d, keycode))
             secret.set_input_focus(X.RevertToParent, X.CurrentTime)
             other.d.sync()
@@ -351,3 +387,74 @@ async def test_a_session_releases_a_viewers_held_key_when_the_focus_leaves(scene
             assert [e for e in other.events() if e.type == X.KeyPress] == []
         finally:
             await v.close()
+
+
+def test_keys_that_act_on_the_whole_display_are_dropped(scene: Scene) -> None:
+    _, sink, app, _ = scene
+    shared = app.window(0, 0, 150, 100)
+    confined = WindowInput(sink, shared.id)
+    for code, key in (("CapsLock", "CapsLock"), ("NumLock", "NumLock"), ("MetaLeft", "Meta"), ("OSLeft", "OS")):
+        with pytest.raises(InputError, match="whole display"):
+            confined.key(code, key, True)
+    confined.key("ControlLeft", "Control", True)
+    confined.key("AltLeft", "Alt", True)
+    with pytest.raises(InputError, match="consoles"):
+        confined.key("F1", "F1", True)
+    confined.key("AltLeft", "Alt", False)
+    confined.key("F1", "F1", True)  # Ctrl+F1 is the application's
+    confined.key("ControlLeft", "Control", False)
+    settle(sink)
+    pressed = [e.detail for e in app.events() if e.type == X.KeyPress]
+    keysyms = [sink.connection.keycode_to_keysym(code, 0) for code in pressed]
+    assert keysyms == [XK.XK_Control_L, XK.XK_Alt_L, XK.XK_F1]
+    state = sink.connection.query_keymap()
+    assert not any(state), "a key stayed down"
+
+
+def test_a_release_after_the_window_went_away_reaches_no_other_window(scene: Scene) -> None:
+    _, sink, app, other = scene
+    below = other.window(0, 0, 320, 240)
+    shared = app.window(0, 0, 200, 150)
+    confined = WindowInput(sink, shared.id)
+    confined.move(20, 20)
+    confined.button(1, True)
+    shared.unmap()  # ends the application's hold on the pointer: a release now would go to the window below
+    app.d.sync()
+    other.forget()
+    confined.button(1, False)
+    settle(sink)
+    assert [e for e in other.events() if e.type in (X.ButtonPress, X.ButtonRelease)] == []
+    assert other.reached(below) == []
+    assert not sink.connection.screen().root.query_pointer().mask & X.Button1Mask, "the button stayed down"
+
+
+def test_another_programs_grab_is_not_taken_for_the_applications_menu(scene: Scene) -> None:
+    _, sink, app, other = scene
+    shared = app.window(0, 0, 150, 100)
+    confined = WindowInput(sink, shared.id)
+    tooltip = app.window(200, 200, 40, 15)  # the application's own popup, somewhere
+    prompt = other.window(160, 0, 150, 100)  # mapped after it: on top
+    assert prompt.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime) == X.GrabSuccess
+    other.forget()
+    with pytest.raises(InputError, match="holds the keyboard"):
+        confined.key("KeyA", "a", True)
+    assert other.reached(prompt) == []
+    assert tooltip.id != prompt.id
+
+
+def test_held_modifiers_are_released_when_another_program_grabs_the_keyboard(scene: Scene) -> None:
+    _, sink, app, other = scene
+    shared = app.window(0, 0, 150, 100)
+    prompt = other.window(160, 0, 150, 100)
+    confined = WindowInput(sink, shared.id)
+    shift = sink.connection.keysym_to_keycode(XK.XK_Shift_L)
+    confined.key("ShiftLeft", "Shift", True)
+    confined.key("KeyA", "A", True)  # our own grab probes in between must not count as someone else's
+    settle(sink)
+    for _ in range(5):
+        select.select([sink.fileno()], [], [], 0.1)
+        sink.process_events()
+    assert key_down(other.d, shift), "a probe of ours was taken for another program's grab"
+    assert prompt.grab_keyboard(False, X.GrabModeAsync, X.GrabModeAsync, X.CurrentTime) == X.GrabSuccess
+    other.d.sync()
+    assert released_soon(sink, other, shift), "Shift stayed down for the program that grabbed the keyboard"

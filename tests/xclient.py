@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from Xlib import X
+from Xlib import X, Xatom
 from Xlib.display import Display
 
 TIMEOUT_S = 10.0
@@ -328,6 +328,18 @@ class Client:
 
     def configure(self, wid: int, **changes: Any) -> None:
         self.call(lambda d: self._windows[wid].configure(**changes))
+
+    def set_transient_for(self, wid: int, owner: int | None) -> None:
+        """Set window ``wid``'s ``WM_TRANSIENT_FOR`` to ``owner`` (whose popup or dialog it is), or delete it."""
+
+        def change(d: Display) -> None:
+            window = self._windows[wid]
+            if owner is None:
+                window.delete_property(Xatom.WM_TRANSIENT_FOR)
+            else:
+                window.change_property(Xatom.WM_TRANSIENT_FOR, Xatom.WINDOW, 32, [owner])
+
+        self.call(change)
 
     def paint(self, wid: int, colour: int) -> None:
         with self._cond:

@@ -12,14 +12,19 @@ Sharing one window is about privacy, so two rules hold throughout:
   their owner paints them again. A window whose owner never repaints stays black; it never shows what covered it.
 
 What is drawn over the window: its application's own popups (menus, dropdowns, tooltips), else viewers would click
-blind. A popup is a top-level window (a child of the root) that is override-redirect, viewable, created by the
-*same X client* as the shared window (the client bits of its id: ``client_of``) and stacked above the shared
-window's top-level window. Such a popup is drawn over the frame where it is relative to the window, clipped to the
-window's rectangle, the popups in root stacking order, only while it is mapped — and its pixels, too, come from its
-own backing pixmap under the same two rules (redirected, blacked out and exposed before our first read), never from
-the screen. Windows of other clients, and the same client's other (not override-redirect) top-level windows, are
-never drawn. A popup is read again only when DAMAGE says it changed or it moved relative to the window; with no
-popup up a grab is one read, as before. Popups are taken as opaque, as automatic redirection shows them.
+blind. A popup is a top-level window (a child of the root) stacked above the shared window's top-level window that
+``is_app_popup`` accepts — the one rule input follows too: override-redirect, viewable, InputOutput, created by the
+*same X client* as the shared window (the client bits of its id: ``client_of``), and not ``WM_TRANSIENT_FOR``
+another of the application's ordinary windows (one connection may hold several windows, and another may be
+private: its dropdowns are its own). Such a popup is drawn over the frame where it is relative to the window,
+clipped to the window's rectangle, the popups in root stacking order, only while it is mapped — and its pixels, too,
+come from its own backing pixmap under the same two rules (redirected, blacked out and exposed before our first
+read), never from the screen. Windows of other clients, the same client's other (not override-redirect) top-level
+windows and their popups are never drawn. The rule costs round trips, so it is applied only when the top-level
+windows change (mapped, unmapped, moved, restacked, …) or a ``WM_TRANSIENT_FOR`` of the application's top-level
+windows does (``PropertyChangeMask`` on those above the window). A popup is read again only when DAMAGE says it
+changed or it moved relative to the window; with no popup up a grab is one read, as before. Popups are taken as
+opaque, as automatic redirection shows them.
 
 The window's title (``_NET_WM_NAME``, else ``WM_NAME``) is followed too: ``grab`` raises ``SurfaceRenamed`` once
 after it changed.
@@ -48,7 +53,7 @@ from Xlib.ext import composite, damage
 from Xlib.protocol import rq
 
 from impromptu.capture.base import Frame, SurfaceGone, SurfacePaused, SurfaceRenamed, SurfaceResized
-from impromptu.display.windows import client_of, window_title
+from impromptu.display.windows import client_of, is_app_popup, window_title
 from impromptu.errors import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -255,6 +260,8 @@ class X11WindowSource:
         self._popups_stale = True
         self._popups: list[_Popup] = []
         """The application's popups above the window, bottom to top (module docstring)."""
+        self._property_watched: set[int] = set()
+        """The application's top-level windows whose property changes (``WM_TRANSIENT_FOR``) we are told of."""
         self._top_id = window_id
         """The shared window's top-level window (a child of the root): itself, or a window manager's frame."""
         self._ancestors: dict[int, Any] = {}
@@ -510,6 +517,10 @@ class X11WindowSource:
             # Maybe one of the application's popups appeared, moved, restacked or went (the window's own
             # top-level restacked, say); other clients' windows never matter here.
             self._popups_stale = True
+            if kind == X.DestroyNotify:
+                self._property_watched.discard(window.id)  # its id may come back as a new window: select again
+        elif kind == X.PropertyNotify and event.atom == Xatom.WM_TRANSIENT_FOR and window.id in self._property_watched:
+            self._popups_stale = True  # whose popup it is may have changed
         if window.id == self.window_id:
             if kind == X.PropertyNotify:
                 if event.atom in (self._net_wm_name, Xatom.WM_NAME):
@@ -552,8 +563,10 @@ class X11WindowSource:
         for wid, old in self._ancestors.items():
             if wid not in ancestors:
                 old.change_attributes(event_mask=X.NoEventMask)
+                self._property_watched.discard(wid)
         for ancestor in ancestors.values():
             ancestor.change_attributes(event_mask=X.StructureNotifyMask)
+            self._property_watched.discard(ancestor.id)  # that replaced any PropertyChangeMask of ours
         self._ancestors = ancestors
         self._top_id = list(ancestors)[-1] if ancestors else self.window_id
         self._check_viewable = self._position_stale = self._name_due = self._popups_stale = True
@@ -620,14 +633,16 @@ class X11WindowSource:
                 continue
             if not above or client_of(child.id, mask) != self._client:
                 continue
+            if child.id == self.window_id or child.id in self._ancestors:
+                continue  # reparented meanwhile: the events that say so follow (their event masks are kept)
+            if child.id not in self._property_watched:
+                # Before reading WM_TRANSIENT_FOR, so that a change after the read is reported. Our connection
+                # selects nothing else on the application's other top-level windows.
+                self._property_watched.add(child.id)
+                child.change_attributes(event_mask=X.PropertyChangeMask)
+            if not is_app_popup(child, self.window_id, mask):
+                continue
             try:
-                attributes = child.get_attributes()
-                if (
-                    not attributes.override_redirect
-                    or attributes.map_state != X.IsViewable
-                    or attributes.win_class != X.InputOutput
-                ):
-                    continue
                 geometry = child.get_geometry()
             except _GONE:
                 continue  # destroyed or unmapped meanwhile: the events that say so follow

@@ -44,6 +44,7 @@ __all__ = [
     "WindowWatch",
     "client_of",
     "find_windows",
+    "is_app_popup",
     "list_windows",
     "wait_for_window",
     "window_title",
@@ -56,6 +57,9 @@ OWN_WM_CLASS = "Impromptu"
 _WITHDRAWN_STATE = 0
 
 # Replies to these mean the window went away while we looked at it.
+_MAX_TRANSIENT_CHAIN = 8
+"""Popups nested deeper than this (menu in menu in …) are not taken for the shared window's."""
+
 _GONE = (xerror.BadWindow, xerror.BadDrawable, xerror.BadMatch)
 
 
@@ -152,6 +156,40 @@ def client_of(window_id: int, resource_id_mask: int) -> int:
     creates shares these high bits, so two windows with the same value belong to one client (one application
     connection). ``resource_id_mask`` is the server's (python-xlib: ``display.display.info.resource_id_mask``)."""
     return window_id & ~resource_id_mask
+
+
+def is_app_popup(window: Any, shared_id: int, resource_id_mask: int) -> bool:
+    """Whether top-level ``window`` (a python-xlib window, a child of the root) is one of the shared window's
+    application's popups — its menus, dropdowns, tooltips — which capture draws over the shared window and input
+    may reach (protocol.md §8): made by the same X client, override-redirect, mapped, able to show something
+    (InputOutput), and not ``WM_TRANSIENT_FOR`` another of the application's ordinary windows (one application
+    connection may hold several windows, and another may be private: its menus are its own). A popup transient
+    for the shared window or for nothing, or for a popup that is (a submenu), is the shared window's. Asked of the
+    X server (a few round trips); a window gone meanwhile is not a popup."""
+    if window.id == shared_id or client_of(window.id, resource_id_mask) != client_of(shared_id, resource_id_mask):
+        return False
+    try:
+        attributes = window.get_attributes()
+        if not (
+            attributes.override_redirect
+            and attributes.map_state == X.IsViewable
+            and attributes.win_class == X.InputOutput
+        ):
+            return False
+        # Up the WM_TRANSIENT_FOR chain: a submenu is transient for its menu, which is transient for its window.
+        for _ in range(_MAX_TRANSIENT_CHAIN):
+            owner = window.get_full_property(Xatom.WM_TRANSIENT_FOR, Xatom.WINDOW)
+            if owner is None or owner.format != 32 or len(owner.value) != 1:
+                return True  # transient for nothing
+            owner_id = int(owner.value[0])
+            if owner_id in (0, shared_id):
+                return True
+            window = type(window)(window.display, owner_id)
+            if not window.get_attributes().override_redirect:
+                return False  # another of the application's ordinary windows: its menus are its own
+        return False
+    except _GONE:
+        return False
 
 
 def list_windows(display: str) -> list[WindowInfo]:

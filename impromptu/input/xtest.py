@@ -28,6 +28,9 @@ logger = logging.getLogger("impromptu.input")
 # press.
 _SHIFT_KEYSYMS = frozenset({XK.XK_Shift_L, XK.XK_Shift_R})
 
+_MAX_EVENT_ROUNDS = 16
+"""``process_events`` reads and hands on events at most this many times in one call (then waits for the socket)."""
+
 # Failures of the X connection itself: the server went away or the socket broke.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (xerror.ConnectionClosedError, OSError)
 
@@ -164,15 +167,27 @@ class XTestSink:
         """Handle what the X server sent: keymap changes, and events about watched windows. Never blocks."""
         if self._closed:
             return
-        try:
-            self._process_mapping_changes()
-        except _CONNECTION_ERRORS as exc:
-            logger.debug("X display %s: reading events failed: %s", self._name, exc)
-        events, self._events = self._events, []
-        for evt in events:
-            on_event = self._watchers.get(evt.window.id)
-            if on_event is not None:
-                on_event(evt)
+        for _ in range(_MAX_EVENT_ROUNDS):
+            try:
+                self._process_mapping_changes()
+            except _CONNECTION_ERRORS as exc:
+                logger.debug("X display %s: reading events failed: %s", self._name, exc)
+                return
+            if not self._events:
+                return
+            # Watchers make round trips, during which more events may be read into python-xlib's queue (where the
+            # socket no longer announces them): go round again until none is left.
+            events, self._events = self._events, []
+            for evt in events:
+                on_event = self._watchers.get(evt.window.id)
+                if on_event is None:
+                    continue
+                try:
+                    on_event(evt)
+                except InputError as exc:
+                    logger.debug("X display %s: handling %s failed: %s", self._name, type(evt).__name__, exc)
+                except xerror.XError as exc:
+                    logger.warning("X display %s: handling %s failed: %s", self._name, type(evt).__name__, exc)
 
     def holds_key(self, code: str, key: str) -> bool:
         """Whether the key ``code``/``key`` names is pressed through this sink."""

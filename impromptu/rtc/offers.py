@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from aiortc import RTCDataChannel
+
 from impromptu.envelope import MAX_PEER_ID
 from impromptu.link import Role
 from impromptu.rtc.ice import IcePolicy
@@ -29,8 +31,8 @@ class ViewerOffers:
     ``send_signal(message)`` sends an ``offer`` or a ``reject`` over signaling; ``offer_mac(peer, sdp)`` MACs an offer
     and ``answer_role(peer, sdp, mac)`` checks an answer, returning the role its key proves or ``None``. Joins
     beyond ``capacity`` viewers (connected or being offered) are rejected with ``full_reason``. ``on_open``,
-    ``on_control`` and ``on_closed`` are each viewer's (see :class:`ViewerPeer`); the owner's ``on_closed`` calls
-    :meth:`forget`.
+    ``on_control``, ``on_closed`` and ``on_channel`` are each viewer's (see :class:`ViewerPeer`); the owner's
+    ``on_closed`` calls :meth:`forget`.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class ViewerOffers:
         on_open: Callable[[ViewerPeer], None],
         on_control: Callable[[ViewerPeer, dict[str, Any]], None],
         on_closed: Callable[[ViewerPeer], None],
+        on_channel: Callable[[ViewerPeer, RTCDataChannel], None] | None = None,
     ) -> None:
         self._ice = ice
         self._send_signal = send_signal
@@ -56,6 +59,7 @@ class ViewerOffers:
         self._on_open = on_open
         self._on_control = on_control
         self._on_closed = on_closed
+        self._on_channel = on_channel
         self._peers: dict[str, ViewerPeer] = {}
         self._roles: dict[str, Role] = {}
         self._joining: set[str] = set()
@@ -185,7 +189,7 @@ class ViewerOffers:
         if old is not None:
             await self._closed(old)  # while still registered, so its owner's on_closed forgets it
             self._peers.pop(peer_id, None)
-        viewer = ViewerPeer(peer_id, self._ice, self._on_open, self._on_control, self._on_closed)
+        viewer = ViewerPeer(peer_id, self._ice, self._on_open, self._on_control, self._on_closed, self._on_channel)
         self._unclosed.add(viewer)
         self._peers[peer_id] = viewer
         self._joining.discard(peer_id)  # counted in _peers from here on

@@ -22,7 +22,8 @@ class ViewerPeer:
 
     ``on_control(peer, message)`` gets each control message parsed as a JSON object; ``on_open(peer)`` fires once
     both channels are open; ``on_closed(peer)`` fires once when the connection fails or closes, and the owner then
-    awaits ``close()`` to release its sockets.
+    awaits ``close()`` to release its sockets. ``on_channel(peer, channel)`` gets each channel the viewer opens
+    (a file transfer's, protocol.md §9); without it they are closed.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class ViewerPeer:
         on_open: Callable[[ViewerPeer], None],
         on_control: Callable[[ViewerPeer, dict[str, Any]], None],
         on_closed: Callable[[ViewerPeer], None],
+        on_channel: Callable[[ViewerPeer, RTCDataChannel], None] | None = None,
     ) -> None:
         self.id = peer_id
         self._ice = ice
@@ -52,6 +54,8 @@ class ViewerPeer:
         self.control.on("open", self._check_open)
         self.control.on("message", self._control_message)
         self._pc.on("connectionstatechange", self._state_changed)
+        self._pc.on("datachannel", self._remote_channel)
+        self._on_channel = on_channel
 
     async def settled(self) -> None:
         """Returns once the connection has opened or closed."""
@@ -136,6 +140,16 @@ class ViewerPeer:
             # Raised into aiortc, an exception would close this viewer's connection: one bad message must cost
             # no more than itself.
             logger.exception("viewer %s: dropped a control message that could not be handled", self.id)
+
+    def _remote_channel(self, channel: RTCDataChannel) -> None:
+        if self._closed or self._on_channel is None:
+            channel.close()
+            return
+        try:
+            self._on_channel(self, channel)
+        except Exception:
+            logger.exception("viewer %s: could not take channel %r", self.id, channel.label[:40])
+            channel.close()
 
     def _state_changed(self) -> None:
         state = self._pc.connectionState

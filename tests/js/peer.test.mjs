@@ -90,6 +90,11 @@ class FakePC extends EventTarget {
   close() {
     this.closed = true;
   }
+  createDataChannel(label, options) {
+    const ch = new FakeChannel(label);
+    ch.options = options;
+    return ch;
+  }
   announce(label) {
     const ch = new FakeChannel(label);
     this.ondatachannel?.({ channel: ch });
@@ -244,6 +249,38 @@ test('video and control messages are passed on', async () => {
   video.onmessage({ data: 'text on video' });
   control.onmessage({ data: '{"type":"config"}' });
   assert.deepEqual(events, ['open', ['video', 30], ['control', '{"type":"config"}']]);
+  session.stop();
+});
+
+test('openChannel: a channel of the page’s own, on a direct connection only', async () => {
+  for (const relay of [false, true]) {
+    FakeSocket.all = [];
+    const { session } = makeSession();
+    assert.equal(session.openChannel('file', { ordered: true }), null, 'not connected yet');
+    await connect(session, 'p1', { relay });
+    const ch = session.openChannel('file', { ordered: true });
+    if (relay) {
+      assert.equal(ch, null, 'a relay carries no file channels');
+    } else {
+      assert.equal(ch.label, 'file');
+      assert.deepEqual(ch.options, { ordered: true });
+    }
+    session.stop();
+    assert.equal(session.openChannel('file', {}), null, 'stopped');
+  }
+});
+
+test('drop(): the connection ends as if lost, and the page reconnects with a new socket', async () => {
+  const { session, events, last } = makeSession();
+  assert.equal(session.drop(), false, 'nothing to drop yet');
+  const { ws, pc } = await connect(session);
+  assert.equal(session.drop(), true);
+  assert.ok(ws.closed && pc.closed);
+  assert.deepEqual(events, ['open', 'close']);
+  assert.equal(last(), 'reconnecting');
+  assert.equal(session.drop(), false, 'already dropped');
+  timers.tick(BACKOFF.initialMs * (1 + BACKOFF.jitter));
+  assert.equal(FakeSocket.all.length, 2);
   session.stop();
 });
 

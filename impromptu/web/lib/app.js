@@ -1,7 +1,10 @@
 // The operator page: checks the browser and the link, then wires PeerSession → SurfaceView (a Reassembler and a
-// CanvasDecoder per surface, the selected one on the screen canvas, the tabs of shared windows) and InputCapture →
-// the control channel (while this viewer may control), and keeps the top bar and the test hook up to date.
+// CanvasDecoder per surface, the selected one on the screen canvas, the tabs of shared windows), InputCapture →
+// the control channel (while this viewer may control) and FileTransfers → the Files panel, and keeps the top bar
+// and the test hook up to date.
 
+import { FilesPanel } from './files-panel.js';
+import { FileTransfers } from './files.js';
 import { InputCapture } from './input.js';
 import { linkKeys, parseLinkFragment } from './keys.js';
 import { fillNotice } from './notice.js';
@@ -78,6 +81,34 @@ let buttonTimer = 0;
 // What the bar shows about viewers and control, and whether input may go out.
 const gate = new ControlGate({ role: () => role, send: (message) => send(message), release: () => input?.release() });
 
+// File transfers (§9), each on a `file` channel of its own; the Files panel shows them.
+const files = new FileTransfers({
+  openChannel: () => session?.openChannel('file', { ordered: true }) ?? null,
+  send: (message) => send(message),
+  save: saveBlob,
+  onChange: (transfer, what) => filesPanel.update(transfer, what),
+  log: (key, ...args) => logOnce(key, ...args),
+});
+const filesPanel = new FilesPanel(
+  files,
+  {
+    button: $('files-btn'),
+    badge: $('files-badge'),
+    panel: $('files'),
+    close: $('files-close'),
+    upload: $('files-upload'),
+    input: $('file-input'),
+    replace: $('files-replace'),
+    replaceLabel: $('files-replace-label'),
+    note: $('files-note'),
+    list: $('file-list'),
+    transfers: $('transfers'),
+    stage: $('stage'),
+    hint: $('drop-hint'),
+  },
+  { onDismiss: () => focusDesktop() },
+);
+
 // Read-only view for tests and benchmarks.
 window.impromptu = Object.freeze({
   get state() {
@@ -119,6 +150,40 @@ window.impromptu = Object.freeze({
   get viaRelay() {
     return session !== null && session.viaRelay;
   },
+  /**
+   * File transfers (§9): `list` (the desktop's last `file.list`, or null), `transfers` (a snapshot of each:
+   * `{id, name, direction, state, detail, size, bytes, sent, received, error, savedAs, offsets, rate, eta}`),
+   * `upload(fileOrFiles, {replace})` and `download(name)` (the new transfers' ids), `cancel(id)`, `refresh()`,
+   * and the panel: `panelOpen`, `openPanel()`, `closePanel()`. The page's <input type=file> is #file-input.
+   */
+  files: Object.freeze({
+    get list() {
+      return files.list === null ? null : structuredClone(files.list);
+    },
+    get enabled() {
+      return files.enabled;
+    },
+    get canUpload() {
+      return files.canUpload;
+    },
+    get transfers() {
+      return files.transfers.map((t) => t.snapshot());
+    },
+    upload: (chosen, options) => {
+      const all = chosen instanceof Blob ? [chosen] : [...chosen];
+      return all.map((file) => files.upload(file, options).id);
+    },
+    download: (name) => files.download(name).id,
+    cancel: (id) => files.cancel(id),
+    refresh: () => files.refresh(),
+    get panelOpen() {
+      return filesPanel.isOpen;
+    },
+    openPanel: () => filesPanel.open(),
+    closePanel: () => filesPanel.close(),
+  }),
+  /** End the connection as if it had been lost (the page reconnects by itself); false when not connected. */
+  dropConnection: (reason) => session !== null && session.drop(reason),
   canvas,
 });
 
@@ -236,6 +301,25 @@ function onControlButton() {
   canvas.focus({ preventScroll: true }); // keys back to the desktop (and not to this button)
 }
 
+/** The keyboard back to the desktop's picture, when keys typed there go somewhere. */
+function focusDesktop() {
+  if (role === 'control' && session !== null && !canvas.hidden) canvas.focus({ preventScroll: true });
+  else if (!ui.fit.hidden) ui.fit.focus({ preventScroll: true });
+}
+
+/** Save a downloaded file as the browser saves a link's target: through an <a download>. */
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download holds the Blob once it started
+}
+
 function setFit(fit) {
   document.body.classList.toggle('native', !fit);
   ui.fit.textContent = fit ? '1:1' : 'Fit';
@@ -285,6 +369,7 @@ function onControl(text) {
   } else if (msg.type === 'presence') applyPresence(Object.freeze({ ...msg, requests: Object.freeze(msg.requests) }));
   else if (msg.type === 'stream.skipped') page.skippedFrames += msg.frames;
   else if (msg.type === 'surface.state') surfaces.setState(msg);
+  else if (msg.type === 'file.list') files.setList(msg);
 }
 
 function applyConfig(config) {
@@ -337,6 +422,7 @@ async function main() {
     if (role === 'control' && session !== null) canvas.focus({ preventScroll: true }); // keys back to the desktop
   });
   ui.controlBtn.addEventListener('click', onControlButton);
+  filesPanel.attach();
   view.attach();
   window.addEventListener('resize', layoutNative);
   window.addEventListener('hashchange', () => location.reload());
@@ -392,11 +478,13 @@ async function main() {
       view.disconnect();
       configsThisConnection = 0;
       applyPresence(null);
-      if (role === 'control') canvas.focus({ preventScroll: true });
+      files.connected(!session.viaRelay); // a relay carries no files
+      if (role === 'control' && !filesPanel.isOpen) canvas.focus({ preventScroll: true });
     },
     onClose: () => {
       view.disconnect();
       applyPresence(null); // who watches and who controls is news of a connection we no longer have
+      files.disconnected();
     },
     onControl,
     onVideo,

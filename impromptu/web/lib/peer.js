@@ -151,6 +151,26 @@ export class PeerSession {
     return true;
   }
 
+  /**
+   * A new DataChannel of the page's own on the current connection to the desktop (§9: one `file` channel per
+   * transfer), or null when there is none — not connected, or connected through a relay, which carries no such
+   * channels. The connection's end closes it (without a `close` event in some browsers: watch `onClose`).
+   */
+  openChannel(label, options) {
+    if (!this._open || this._viaRelay || this._pc === null) return null;
+    return this._pc.createDataChannel(label, options);
+  }
+
+  /**
+   * End the current connection as if it had been lost, and reconnect as then (for tests of what survives a
+   * drop, such as a file transfer's resume); false when there is no connection to drop.
+   */
+  drop(reason = 'the connection was dropped on purpose') {
+    if (this._attempt === null || !this._open) return false;
+    this._lost(this._attempt, reason);
+    return true;
+  }
+
   /** Send one signaling message (a relay's `capacity`, `offer`, `reject`); false when the socket is not open. */
   signal(message) {
     return this._sig !== null && this._sig.send(message);

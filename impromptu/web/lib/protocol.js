@@ -1,5 +1,5 @@
-// Wire protocol v1 (docs/protocol.md §4, §5 and §8): video fragment framing, frame reassembly with the loss rules,
-// and the control-message schema. Pure and DOM-free so `node --test` can exercise it.
+// Wire protocol v1 (docs/protocol.md §4, §5, §8, and §9's listing): video fragment framing, frame reassembly with
+// the loss rules, and the control-message schema. Pure and DOM-free so `node --test` can exercise it.
 
 export const VERSION = 1;
 export const HEADER_SIZE = 24;
@@ -351,6 +351,36 @@ function parseRelayed(raw) {
   return Object.fromEntries(entries);
 }
 
+/** At most this many files in a `file.list` (§9). */
+export const MAX_FILES = 1000;
+/** A file's name (§9): 1 to 255 bytes of UTF-8, hence at most 255 UTF-16 code units. */
+const isFileName = (v) => typeof v === 'string' && v.length > 0 && v.length <= 255;
+const isSize = (v) => Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * A desktop's `file.list` (§9), as `{type, enabled, files: [{name, size, mtime}], upload, max_size}`. A desktop
+ * without files (`enabled: false`) sends nothing else: the message then says no files, no uploads. Names are
+ * checked only for being shown safely (the desktop decides which are acceptable), never cleaned up.
+ */
+function parseFileList(raw) {
+  if (typeof raw.enabled !== 'boolean') return { ok: false, reason: 'file.list.enabled' };
+  if (!raw.enabled) {
+    return { ok: true, msg: { type: 'file.list', enabled: false, files: [], upload: false, max_size: 0 } };
+  }
+  const { files, upload, max_size: maxSize } = raw;
+  if (!Array.isArray(files) || files.length > MAX_FILES) return { ok: false, reason: 'file.list.files' };
+  const out = [];
+  for (const f of files) {
+    if (f === null || typeof f !== 'object' || !isFileName(f.name) || !isSize(f.size) || !Number.isFinite(f.mtime)) {
+      return { ok: false, reason: 'file.list.files' };
+    }
+    out.push({ name: f.name, size: f.size, mtime: f.mtime });
+  }
+  if (typeof upload !== 'boolean') return { ok: false, reason: 'file.list.upload' };
+  if (!isSize(maxSize)) return { ok: false, reason: 'file.list.max_size' };
+  return { ok: true, msg: { type: 'file.list', enabled: true, files: out, upload, max_size: maxSize } };
+}
+
 /**
  * Validate a desktop → page control message (text). Returns `{ok: true, msg}` with only the known fields, or
  * `{ok: false, reason}` for something to drop and log once per `reason` (one of a fixed few; an unknown type adds
@@ -413,6 +443,8 @@ export function parseControl(text) {
       if (!isInt(frames, 1, U32 - 1)) return { ok: false, reason: 'stream.skipped.frames' };
       return { ok: true, msg: { type: 'stream.skipped', surface, frames } };
     }
+    case 'file.list':
+      return parseFileList(raw);
     default:
       // `reason` is one of a fixed few (pages log once per reason); `detail` holds what the sender chose.
       return { ok: false, reason: 'unknown type', detail: JSON.stringify(raw.type.slice(0, 40)) };
@@ -463,4 +495,5 @@ export const controlMessages = {
   controlRequest: () => ({ type: 'control.request' }),
   controlRelease: () => ({ type: 'control.release' }),
   controlHello: () => ({ type: 'control.hello' }),
+  fileList: () => ({ type: 'file.list' }),
 };
