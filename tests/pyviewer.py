@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from impromptu.files.folder import TransferFolder
 
 from impromptu import envelope
 from impromptu.control import ControlMode
 from impromptu.display import WindowInfo
+from impromptu.files.folder import TransferFolder
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.session import MAX_PEERS, ShareOptions, ShareSession

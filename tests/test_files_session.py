@@ -215,3 +215,13 @@ async def test_hostile_requests_are_refused(desktop: Desktop, request_: dict[str
     assert len(answer["reason"]) <= 200
     assert sorted(os.listdir(desktop.folder)) == ["outside"]
     assert "escape" not in os.listdir(desktop.folder.parent)
+
+
+async def test_an_upload_asked_again_after_its_commit_is_not_saved_twice(desktop: Desktop, tmp_path: Path) -> None:
+    """The connection dropped after ``end``, before the page saw ``done``: it asks again with the same id."""
+    (tmp_path / "once.txt").write_bytes(b"once")
+    conn = await desktop.connect()
+    state = UploadState(tmp_path / "once.txt")
+    assert await client.upload(conn, state) == "once.txt"
+    assert await client.upload(conn, state) == "once.txt"
+    assert desktop.visible() == ["once.txt"]

@@ -57,7 +57,13 @@ async def upload(
         send_json(
             channel, {"type": "upload", "id": state.transfer_id, "name": path.name, "size": size, "replace": replace}
         )
-        answer = await _answer(reader, "ready")
+        answer = await reader.next_text()
+        _raise_if_error(answer)
+        if answer["type"] == "done":  # committed by an earlier attempt whose `done` was lost
+            progress(size, size)
+            return _done_name(answer)
+        if answer["type"] != "ready":
+            raise ProtocolError(f"the desktop answered {answer['type'][:40]!r}, not 'ready'")
         offset = answer.get("offset")
         if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
             raise ProtocolError("the desktop answered with an impossible offset")
@@ -77,10 +83,7 @@ async def upload(
         send_json(channel, {"type": "end", "sha256": digest.hexdigest()})
         done = await _answer(reader, "done")
         progress(size, size)
-        name = done.get("name")
-        if not isinstance(name, str):
-            raise ProtocolError("the desktop's done has no name")
-        return name
+        return _done_name(done)
     finally:
         await close_when_sent(channel)
 
@@ -154,6 +157,13 @@ async def _answer(reader: ChannelReader, expected: str) -> dict[str, Any]:
     if message["type"] != expected:
         raise ProtocolError(f"the desktop answered {message['type'][:40]!r}, not {expected!r}")
     return message
+
+
+def _done_name(done: dict[str, Any]) -> str:
+    name = done.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError("the desktop's done has no name")
+    return name
 
 
 def _raise_if_error(message: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,8 @@ class FileService:
         self.folder = folder
         self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
+        self._committed: dict[tuple[str, int], tuple[str, float]] = {}
+        """Uploads committed lately, by (id, size): the name each got, and when."""
         self._expiry: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -124,6 +127,11 @@ class FileService:
         if not isinstance(transfer_id, str) or not isinstance(name, str) or not _is_count(size):
             raise ProtocolError("upload needs an id, a name and a size")
         assert isinstance(size, int)
+        earlier = self._committed.get((transfer_id, size))
+        if earlier is not None and time.monotonic() - earlier[1] < self.folder.resume_s:
+            # Committed already: the page lost our `done` with its connection, and asks again.
+            send_json(reader.channel, {"type": "done", "name": earlier[0]})
+            return
         # The same page coming back on a new connection may be faster than we notice its old one died: its upload
         # moves to this channel (the id is 128 random bits only that page knows).
         upload: Upload = await asyncio.to_thread(
@@ -149,6 +157,7 @@ class FileService:
                     raise ProtocolError("end needs the file's SHA-256 in lowercase hex")
                 final = await asyncio.to_thread(upload.commit, digest, replace is True)
                 committed = True
+                self._remember(transfer_id, size, final)
                 logger.info("viewer %s: saved %r", viewer, final[:80])
                 send_json(reader.channel, {"type": "done", "name": final})
                 self._on_change()
@@ -180,6 +189,11 @@ class FileService:
             send_json(channel, {"type": "end", "sha256": download.sha256()})
         finally:
             download.close()
+
+    def _remember(self, transfer_id: str, size: int, name: str) -> None:
+        now = time.monotonic()
+        self._committed = {k: v for k, v in self._committed.items() if now - v[1] < self.folder.resume_s}
+        self._committed[(transfer_id, size)] = (name, now)
 
     def _schedule_expiry(self) -> None:
         if self._closed:

@@ -357,7 +357,8 @@ export class Upload extends Transfer {
         if (att.dead) return;
         this._fail(`could not read ${this.name}: ${err?.message ?? err} (was it moved or changed?)`);
       });
-    } else if (msg.type === 'done' && att.phase === 'ended') {
+    } else if (msg.type === 'done' && (att.phase === 'ended' || att.phase === 'request')) {
+      // Straight after the request: an earlier attempt was committed, and its `done` was lost with its connection.
       const name = typeof msg.name === 'string' && msg.name !== '' ? msg.name : this.name;
       this._end('done', name);
     } else {
