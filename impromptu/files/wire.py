@@ -14,6 +14,7 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from impromptu.errors import ProtocolError
+from impromptu.rtc.sack import delay_acks
 
 __all__ = [
     "CHUNK",
@@ -60,6 +61,9 @@ class ChannelReader:
 
     def __init__(self, channel: RTCDataChannel) -> None:
         self.channel = channel
+        # A transfer is bulk data: its association acknowledges every second packet, as browsers do, rather than
+        # every packet as aiortc does (impromptu.rtc.sack), which halves the SACKs both ends handle in Python.
+        delay_acks(channel.transport)
         self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         channel.on("message", self._queue.put_nowait)
         channel.on("close", lambda: self._queue.put_nowait(None))
