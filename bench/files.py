@@ -1,9 +1,9 @@
 """File transfers (docs/protocol.md §9): how fast a file goes each way between a desktop and a viewer on loopback,
 and how much memory the desktop takes meanwhile.
 
-    .venv/bin/python bench/files.py            # 1 GB each way with send/fetch, 300 MB with Chromium (also
+    .venv/bin/python bench/files.py            # 1 GiB each way with send/fetch, 300 MiB with Chromium (also
                                                # `bench/run.py --only files`)
-    .venv/bin/python bench/files.py --quick    # 100 MB each way, both ends
+    .venv/bin/python bench/files.py --quick    # 100 MiB each way, both ends
     .venv/bin/python bench/files.py --no-browser --baseline   # also both ends as before impromptu.rtc.sack's changes
 
 The issue's targets: at least ``TARGET_MBPS`` each way, and the desktop's resident memory growing by less than
@@ -68,6 +68,7 @@ from bench.common import (  # noqa: E402
     proc_stat,
     stop_process,
     table,
+    wait_until_quiet,
 )
 from bench.desktop import Browsers, Desktop, desktop_process  # noqa: E402
 
@@ -80,6 +81,8 @@ TARGET_MBPS = 200.0
 RSS_TARGET_MB = 64.0
 RSS_SAMPLE_S = 0.05
 BLOCK = 1 << 20
+QUIET_WAIT_S = 30.0
+"""Before each transfer, wait up to this long for other processes to use under FOREIGN_WARN_PCT of a core."""
 TRANSFER_TIMEOUT_S = 1800.0
 """Per transfer: 1 GB at 5 Mbit/s would still finish."""
 
@@ -104,7 +107,7 @@ KIND_LABELS = {
 }
 
 HEADERS = ["transfer", "desktop", "MB", "Mbit/s", "cmd Mbit/s", "RSS MB", "peak MB", "growth MB", "HWM MB"]
-HEADERS += ["desktop %", "other end %", "UDP drops", "foreign %"]
+HEADERS += ["desktop %", "other end %", "desktop drops", "UDP drops", "foreign %"]
 
 
 # ---- the desktop and its memory ----
@@ -148,14 +151,37 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def socket_drops(pid: int) -> dict[int, int]:
+    """Datagrams dropped on each UDP socket of ``pid`` (by inode), its receive buffer full: /proc/PID/net/udp's
+    ``drops``, for the sockets among the process's file descriptors."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    drops = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 13 and int(fields[9]) in inodes:
+                drops[int(fields[9])] = int(fields[12])
+    return drops
+
+
 class RssSampler:
-    """VmRSS of one process every ``RSS_SAMPLE_S`` in a thread: its peak between ``__enter__`` and ``__exit__``."""
+    """VmRSS of one process every ``RSS_SAMPLE_S`` in a thread: its peak between ``__enter__`` and ``__exit__``;
+    and the datagrams its UDP sockets dropped meanwhile (a connection's sockets close with it: each is followed
+    while it lives)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.before_kib, _ = memory_kib(pid)
         self.peak_kib = self.before_kib
         self.samples = 0
+        self._drops_before = socket_drops(pid)
+        self._drops: dict[int, int] = dict(self._drops_before)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
 
@@ -173,8 +199,13 @@ class RssSampler:
                 rss, _ = memory_kib(self.pid)
                 self.peak_kib = max(self.peak_kib, rss)
                 self.samples += 1
+            self._drops.update(socket_drops(self.pid))
             if self._stop.wait(RSS_SAMPLE_S):
                 return
+
+    @property
+    def drops(self) -> int:
+        return sum(n - self._drops_before.get(inode, 0) for inode, n in self._drops.items())
 
 
 def udp_receive_errors() -> int:
@@ -246,7 +277,7 @@ class Command:
                 self.cpu_s = usage.ru_utime + usage.ru_stime
                 break
             if time.monotonic() > deadline:
-                stop_process(self.proc)  # type: ignore[arg-type]
+                stop_process(self.proc)
                 raise RuntimeError(f"`impromptu {self.name}` did not finish in {timeout:.0f} s")
             time.sleep(0.02)
         self._reader.join(5)
@@ -255,7 +286,7 @@ class Command:
 
     def stop(self) -> None:
         if self.proc.returncode is None:
-            stop_process(self.proc)  # type: ignore[arg-type]
+            stop_process(self.proc)
 
 
 def measure(desktop: Desktop, size: int, body: Any) -> dict[str, Any]:
@@ -283,6 +314,7 @@ def measure(desktop: Desktop, size: int, body: Any) -> dict[str, Any]:
         "desktop_cpu_pct": 100 * desktop_cpu_s / (command_s or transfer_s),
         "other_cpu_pct": 100 * other_cpu_s / (command_s or transfer_s),
         "udp_drops": udp_receive_errors() - drops0,
+        "desktop_drops": rss.drops,
         "foreign_cpu_pct": foreign,
     }
 
@@ -381,8 +413,11 @@ def run(
     browsers: Browsers | None = None,
     modes: Sequence[str] = ("shipped",),
     kinds: Sequence[str] = KINDS,
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
-    """Each mode × kind; a failed row is recorded (``error``) and the others still run."""
+    """Each kind × mode (× ``repeat``), the modes' rows one after the other, each on a desktop of its own started
+    beforehand (an idle desktop costs next to nothing), after waiting for a quiet machine. A failed row is recorded
+    (``error``) and the others still run."""
     own = browsers is None
     browsers = Browsers() if browsers is None else browsers
     size = QUICK_SIZE if quick else SIZE
@@ -393,26 +428,30 @@ def run(
         source = work / "source.bin"
         log(f"files: writing {size >> 20} MiB of random bytes to {source}")
         make_file(source, size)
-        for mode in modes:
-            folder, out = work / f"folder-{mode}", work / f"out-{mode}"
-            folder.mkdir()
-            out.mkdir()
-            with run_files_desktop(folder, mode) as desktop:
+        with contextlib.ExitStack() as stack:
+            desktops: dict[str, tuple[Desktop, Path, Path]] = {}
+            for mode in modes:
+                folder, out = work / f"folder-{mode}", work / f"out-{mode}"
+                folder.mkdir()
+                out.mkdir()
+                desktops[mode] = (stack.enter_context(run_files_desktop(folder, mode)), folder, out)
+            for _ in range(repeat):
                 for kind in kinds:
-                    row: dict[str, Any] = {"mode": mode, "kind": kind}
-                    log(f"files: {MODE_LABELS[mode]}: {KIND_LABELS[kind]}")
-                    try:
-                        row.update(_one(kind, mode, desktop, browsers, source, folder, out, size, page_size))
-                    except Exception as exc:
-                        if INTERRUPTED.is_set():
-                            raise
-                        row["error"] = f"{type(exc).__name__}: {exc}"
-                        log(f"files: {kind} failed: {row['error']}")
-                    rows.append(row)
-                    if not desktop.alive():
-                        raise RuntimeError(f"the desktop died: {' | '.join(desktop.output)}")
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.rmtree(out, ignore_errors=True)
+                    for mode in modes:
+                        desktop, folder, out = desktops[mode]
+                        if not desktop.alive():
+                            raise RuntimeError(f"the desktop died: {' | '.join(desktop.output)}")
+                        wait_until_quiet(QUIET_WAIT_S, sample_s=0.5)
+                        row: dict[str, Any] = {"mode": mode, "kind": kind}
+                        log(f"files: {KIND_LABELS[kind]}, {MODE_LABELS[mode]}")
+                        try:
+                            row.update(_one(kind, mode, desktop, browsers, source, folder, out, size, page_size))
+                        except Exception as exc:
+                            if INTERRUPTED.is_set():
+                                raise
+                            row["error"] = f"{type(exc).__name__}: {exc}"
+                            log(f"files: {kind} failed: {row['error']}")
+                        rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if own:
@@ -432,7 +471,7 @@ def _one(
     page_size: int,
 ) -> dict[str, Any]:
     if kind == "send":
-        row = measure(desktop, size, lambda: cli_transfer(["send", "-", str(source)], desktop.url, mode))
+        row = measure(desktop, size, lambda: cli_transfer(["send", "-", "--replace", str(source)], desktop.url, mode))
         if (folder / source.name).stat().st_size != size:
             raise RuntimeError("the uploaded file has the wrong size")
         return row
@@ -483,6 +522,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
                 fmt(r["hwm_mb"]),
                 fmt(r["desktop_cpu_pct"], 0),
                 fmt(r["other_cpu_pct"], 0),
+                str(r["desktop_drops"]),
                 str(r["udp_drops"]),
                 fmt(r["foreign_cpu_pct"], 0) + ("?" if r["foreign_cpu_pct"] > FOREIGN_WARN_PCT else ""),
             ]
@@ -498,7 +538,8 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
             "growth = peak − before; HWM: VmHWM after (the process's peak since it started).",
             "desktop %, other end %: CPU over the command (a, b) or the transfer (c, d), % of one core; the other "
             "end is the send/fetch process, or every Chromium process.",
-            "UDP drops: datagrams the kernel dropped on full socket receive buffers meanwhile (whole machine).",
+            "desktop drops: datagrams the desktop's UDP sockets dropped, their receive buffers full; UDP drops: the "
+            "same for the whole machine (the other end's, and anyone else's).",
             f"foreign %: CPU other processes used meanwhile (% of one core); ?: over {FOREIGN_WARN_PCT:.0f}, the row "
             "is suspect: rerun on a quiet machine.",
         ],
@@ -551,13 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-browser", action="store_true", help="only (a) and (b): no Chromium")
     parser.add_argument("--kind", choices=KINDS, action="append", help="only this transfer (repeatable)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="every transfer N times (default 1)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args(argv)
     kinds = args.kind or [k for k in KINDS if not (args.no_browser and k.startswith("page"))]
     modes = MODES if args.baseline else ("shipped",)
     install_signal_handlers()
     try:
-        rows = run(args.quick, modes=modes, kinds=kinds)
+        rows = run(args.quick, modes=modes, kinds=kinds, repeat=args.repeat)
     except KeyboardInterrupt:
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         log("interrupted: stopped everything it started")

@@ -28,7 +28,7 @@ import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench import cpu, fanout, grab_encode, latency, relay  # noqa: E402
+from bench import cpu, fanout, files, grab_encode, latency, relay  # noqa: E402
 from bench.common import (  # noqa: E402
     FOREIGN_WARN_PCT,
     INTERRUPTED,
@@ -45,7 +45,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.desktop import Browsers  # noqa: E402
 
-BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout", "relay")
+BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout", "relay", "files")
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 GRAB_TARGET_MS = 3.0
@@ -173,6 +173,8 @@ def summary(results: dict[str, Any], foreign: dict[str, float]) -> tuple[str, li
         add("fanout", target, goal, measured, reference, ok)
     for target, goal, measured, reference, ok in relay.summary_rows(results.get("relay", [])):
         add("relay", target, goal, measured, reference, ok)
+    for target, goal, measured, reference, ok in files.summary_rows(results.get("files", [])):
+        add("files", target, goal, measured, reference, ok)
     text = table(
         "Summary: the issue's targets",
         ["target", "goal", "measured", "reference", "verdict"],
@@ -249,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         if "relay" in args.chosen:
             attempt("relay", lambda: relay.run(SIZES, args.quick, browsers), lambda: relay.render(results["relay"]))
             errors.update(relay.failures(results.get("relay", [])))
+        if "files" in args.chosen:
+            attempt("files", lambda: files.run(args.quick, browsers), lambda: files.render(results["files"]))
+            errors.update(files.failures(results.get("files", [])))
         if browsers.version():
             env["chromium"] = browsers.version()
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import re
 import shutil
 import signal
@@ -20,7 +21,7 @@ from typing import Any
 from impromptu.control import ControlMode
 from impromptu.display import App, WindowInfo, WindowSelector, Xvfb, find_windows, parse_size, wait_for_window
 from impromptu.errors import AppError, ImpromptuError, UsageError
-from impromptu.files.folder import TransferFolder
+from impromptu.files.folder import PART_RE, TransferFolder
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
 from impromptu.rtc.ice import lan_addresses
@@ -66,7 +67,7 @@ def transfer_folder(options: FilesOptions) -> Iterator[TransferFolder | None]:
     path = Path(tempfile.mkdtemp(prefix="impromptu-files-")) if options.folder is None else options.folder
     if not made and not path.exists():
         try:
-            path.mkdir()
+            path.mkdir(mode=0o700)
         except OSError as exc:
             raise UsageError(f"--files: cannot make the folder {path}: {exc.strerror}") from None
     try:
@@ -80,8 +81,13 @@ def transfer_folder(options: FilesOptions) -> Iterator[TransferFolder | None]:
     finally:
         folder.close()
         if made:
+            # Nobody can resume into a folder made for this session once it ends: its partial uploads go, and the
+            # folder with them if nothing else is left (never what viewers uploaded).
             with contextlib.suppress(OSError):
-                path.rmdir()  # only if empty: never delete what viewers uploaded
+                for entry in os.scandir(path):
+                    if PART_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+                path.rmdir()
 
 
 @dataclass(frozen=True)

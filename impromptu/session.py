@@ -28,7 +28,7 @@ from impromptu.encode import Encoder
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
 from impromptu.files.folder import TransferFolder
-from impromptu.files.service import FileService
+from impromptu.files.service import LISTING_MAX_AGE_S, FileService
 from impromptu.files.wire import LABEL as FILE_LABEL
 from impromptu.files.wire import refuse
 from impromptu.input import InputDispatcher, InputSink, open_input_sink
@@ -136,6 +136,7 @@ class ShareSession:
         )
         self._files = None if options.files is None else FileService(options.files, self._files_changed)
         self._refusals: set[asyncio.Future[None]] = set()
+        """File channels being refused, and file listings being made: kept until done."""
         self._attachment: DesktopAttachment | None = None
         self._surfaces: dict[int, Surface] = {}
         self._members: set[str] = set()
@@ -232,7 +233,7 @@ class ShareSession:
             assert surface.worker is not None
             surface.worker.start()
         if self._files is not None:
-            self._files.start()
+            await self._files.start()
         self._attachment = self._server.attach_desktop(
             self.keys.room, self._offers.signal, max_direct=min(MAX_PEERS, self._options.max_direct)
         )
@@ -291,7 +292,7 @@ class ShareSession:
             viewer.send_control(surface.config)
             if surface.state != "live":
                 viewer.send_control(surface.state_message())
-        viewer.send_control(self._file_list(role))
+        self._list_files_for(viewer, role, max_age_s=0.0)  # what is there now: files may have come meanwhile
         for surface in self._surfaces.values():
             if surface.state != "ended":
                 surface.hub.add(viewer)
@@ -326,11 +327,18 @@ class ShareSession:
     def _file_list(self, role: Role) -> dict[str, Any]:
         if self._files is None:
             return {"type": "file.list", "enabled": False}
-        try:
-            return self._files.listing(self._may_upload(role))
-        except OSError as exc:
-            logger.warning("cannot list the transfer folder: %s", exc)
-            return {"type": "file.list", "enabled": False}
+        return self._files.listing(self._may_upload(role))
+
+    def _list_files_for(self, viewer: ViewerPeer, role: Role, max_age_s: float) -> None:
+        task = asyncio.ensure_future(self._send_file_list(viewer, role, max_age_s))
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
+
+    async def _send_file_list(self, viewer: ViewerPeer, role: Role, max_age_s: float) -> None:
+        """Send a ``file.list``, the folder listed again unless that was done less than ``max_age_s`` ago."""
+        if self._files is not None:
+            await self._files.refresh(max_age_s)
+        viewer.send_control(self._file_list(role))
 
     def _viewer_channel(self, viewer: ViewerPeer, channel: RTCDataChannel) -> None:
         role = self._offers.roles.get(viewer.id)
@@ -412,7 +420,7 @@ class ShareSession:
         elif kind.startswith("input.") or kind in ("control.request", "control.release"):
             self._from_viewer(viewer.id, role, message)
         elif kind == "file.list":
-            viewer.send_control(self._file_list(role))
+            self._list_files_for(viewer, role, max_age_s=LISTING_MAX_AGE_S)
         else:
             logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
 

@@ -739,3 +739,20 @@ def test_a_200_mb_round_trip_keeps_memory_flat(share: Path) -> None:
 def test_names_that_would_display_as_something_else_are_refused(name: str) -> None:
     with pytest.raises(FileTransferError, match="text-direction"):
         check_name(name)
+
+
+def test_space_promised_to_uploads_under_way_is_not_promised_again(
+    folder: TransferFolder, share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.statvfs
+
+    def statvfs(path: object) -> object:
+        return SimpleNamespace(f_bavail=folder.reserve // 512 + 4, f_frsize=512, f_blocks=real(share).f_blocks)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)  # 2048 bytes to spare
+    first = folder.begin_upload(ID, "a.bin", 1500)
+    first.write(b"x" * 500)  # 1000 bytes still promised to it
+    with pytest.raises(FileTransferError, match=r"1049 bytes.*1048 bytes to spare"):
+        folder.begin_upload(ID2, "b.bin", 1049)
+    folder.begin_upload(ID2, "b.bin", 1048).cancel()
+    first.cancel()

@@ -6,6 +6,7 @@ name and the transfer resumes to completion, damaged data and hostile names are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -19,7 +20,8 @@ from impromptu.errors import FileTransferError
 from impromptu.files import client
 from impromptu.files.client import UploadState
 from impromptu.files.folder import TransferFolder
-from impromptu.files.wire import LABEL, ChannelClosed, ChannelReader, close_when_sent, send_json
+from impromptu.files.service import MAX_PER_VIEWER
+from impromptu.files.wire import LABEL, MAX_QUEUED, ChannelClosed, ChannelReader, close_when_sent, send_json, send_paced
 from impromptu.link import ViewerLink
 from impromptu.rtc.viewer import DesktopConnection
 from tests.harness import wait_until
@@ -225,3 +227,47 @@ async def test_an_upload_asked_again_after_its_commit_is_not_saved_twice(desktop
     assert await client.upload(conn, state) == "once.txt"
     assert await client.upload(conn, state) == "once.txt"
     assert desktop.visible() == ["once.txt"]
+
+
+async def test_a_folder_of_many_long_names_is_listed_cut_short_and_viewers_still_connect(
+    xvfb_display: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(1000):
+        (folder / f"{n:04d} {'長い名前のファイル' * 4}.txt").touch()  # 120 bytes of UTF-8 each
+    async with sharing(xvfb_display, files=TransferFolder(folder)) as (session, server):
+        d = Desktop(folder, link(session, server), link(session, server, control=False))
+        try:
+            await d.connect()
+            await wait_until(lambda: bool(d.lists))
+            listed = d.lists[0]
+            assert listed["truncated"] is True and 100 < len(listed["files"]) < 1000
+            assert listed["files"][0]["name"].startswith("0000 長い")
+        finally:
+            await d.close()
+
+
+async def test_one_viewer_cannot_run_unbounded_transfers(desktop: Desktop) -> None:
+    conn = await desktop.connect()
+    readers = [await raw_channel(conn) for _ in range(MAX_PER_VIEWER + 1)]
+    for n, reader in enumerate(readers):
+        send_json(reader.channel, {"type": "upload", "id": f"{n:032x}", "name": f"f{n}.bin", "size": 10})
+    answers = [await reader.next_text() for reader in readers]
+    assert [a["type"] for a in answers].count("ready") == MAX_PER_VIEWER
+    assert "too many transfers" in answers[-1]["reason"]
+
+
+async def test_data_sent_where_nothing_reads_it_closes_the_channel(desktop: Desktop) -> None:
+    (desktop.folder / "big.bin").write_bytes(b"\0" * (64 << 20))
+    conn = await desktop.connect()
+    reader = await raw_channel(conn)
+    closed = asyncio.Event()
+    reader.channel.on("close", closed.set)
+    send_json(reader.channel, {"type": "download", "name": "big.bin", "offset": 0})
+    assert (await reader.next_text())["type"] == "file"
+    junk = b"\0" * 65536
+    with contextlib.suppress(ChannelClosed):
+        for _ in range((MAX_QUEUED >> 16) + 64):  # past what the desktop holds unread
+            await send_paced(reader.channel, junk)
+    await asyncio.wait_for(closed.wait(), 30)

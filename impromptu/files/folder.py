@@ -325,9 +325,10 @@ class TransferFolder:
         dir_fd = self._dir()
         part = part_name(transfer_id, size)
         for _ in range(3):
-            self._check_space(name, size - self._held(part, size))
+            self._check_space(name, size - self._held(part, size), transfer_id)
             try:
-                fd = os.open(part, _OPEN_PART, 0o666, dir_fd=dir_fd)
+                # Private to the desktop's user, as a browser's downloads are: the folder may be shared with others.
+                fd = os.open(part, _OPEN_PART, 0o600, dir_fd=dir_fd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise FileTransferError(
@@ -376,12 +377,15 @@ class TransferFolder:
             return 0
         return st.st_size if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= size else 0
 
-    def _check_space(self, name: str, needed: int) -> None:
+    def _check_space(self, name: str, needed: int, transfer_id: str) -> None:
+        """Refuse unless ``needed`` bytes fit, besides the reserve and what the other uploads under way still need
+        (they were promised their space). Called with ``_lock`` held."""
         try:
             st = os.statvfs(self._dir())
         except OSError as exc:
             raise FileTransferError(f"cannot tell the free space in the transfer folder: {exc.strerror}") from exc
-        spare = st.f_bavail * st.f_frsize - self.reserve
+        promised = sum(u.size - u.offset for tid, u in self._uploads.items() if u is not None and tid != transfer_id)
+        spare = st.f_bavail * st.f_frsize - self.reserve - promised
         if needed > spare:
             needed_text, spare_text = _sizes(needed, max(0, spare))
             raise FileTransferError(

@@ -46,6 +46,10 @@ HIGH_WATER = 1 << 20
 LOW_WATER = 256 << 10
 """…and goes on once the queue has fallen to this."""
 
+MAX_QUEUED = 16 << 20
+"""Most bytes a reader holds unread: a sender that outruns the disk, or sends where nothing is read (a download
+channel), past this has its channel closed (an upload stays resumable)."""
+
 CLOSE_TIMEOUT_S = 30.0
 """How long closing waits for queued data to leave."""
 
@@ -65,23 +69,44 @@ class ChannelReader:
         # every packet as aiortc does (impromptu.rtc.sack), which halves the SACKs both ends handle in Python.
         delay_acks(channel.transport)
         self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        channel.on("message", self._queue.put_nowait)
+        self._queued = 0
+        """Bytes received and not yet read: past ``MAX_QUEUED`` the other side is sending what nobody reads."""
+        channel.on("message", self._received)
         channel.on("close", lambda: self._queue.put_nowait(None))
         if channel.readyState == "closed":
             self._queue.put_nowait(None)
 
-    async def next(self) -> bytes | dict[str, Any]:
-        item = await self._queue.get()
+    def _received(self, data: str | bytes) -> None:
+        if self._queued < 0:
+            return  # overflowed: the channel is closing
+        self._queued += len(data)
+        if self._queued > MAX_QUEUED:
+            self._queued = -1
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+            self.channel.close()
+            return
+        self._queue.put_nowait(data)
+
+    async def next(self, timeout_s: float | None = None) -> bytes | dict[str, Any]:
+        """The next message; ``ChannelClosed`` if the channel closed, or nothing came for ``timeout_s``."""
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError:
+            self.channel.close()
+            raise ChannelClosed() from None
         if item is None:
             self._queue.put_nowait(None)  # every later call says so too
             raise ChannelClosed()
+        self._queued = max(0, self._queued - len(item)) if self._queued >= 0 else self._queued
         if isinstance(item, bytes):
             return item
         return parse_text(item)
 
-    async def next_text(self) -> dict[str, Any]:
+    async def next_text(self, timeout_s: float | None = None) -> dict[str, Any]:
         """The next message, which must be a text one."""
-        message = await self.next()
+        message = await self.next(timeout_s)
         if isinstance(message, bytes):
             raise ProtocolError("expected a JSON message, got file data")
         return message

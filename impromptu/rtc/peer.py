@@ -106,8 +106,12 @@ class ViewerPeer:
             callback()
 
     def send_control(self, message: dict[str, Any]) -> None:
-        if self.control.readyState == "open":
-            self.control.send(json.dumps(message, separators=(",", ":")))
+        if self.control.readyState != "open":
+            return
+        try:
+            self.control.send(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        except ValueError as exc:  # larger than the page accepts: this message is lost, not the connection
+            logger.error("viewer %s: could not send a %s control message: %s", self.id, message.get("type"), exc)
 
     def _check_open(self) -> None:
         if (
