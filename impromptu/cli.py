@@ -128,6 +128,14 @@ NoFilesOpt = Annotated[bool, typer.Option("--no-files", help="No file transfers 
 ViewersUploadOpt = Annotated[
     bool, typer.Option("--viewers-upload", help="View-only viewers may upload too (by default: download only).")
 ]
+MetricsTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-token",
+        metavar="TOKEN",
+        help="Bearer token of /metrics (Prometheus). Default: one derived from the control link's key, printed.",
+    ),
+]
 MaxFileSizeOpt = Annotated[
     str,
     typer.Option("--max-file-size", metavar="SIZE", help="Largest upload accepted: bytes, or with K, M, G or T."),
@@ -166,9 +174,11 @@ def _options(
     window_class: list[str] | None = None,
     window_order: tuple[str, ...] = (),
     files: FilesOptions | None = None,
+    metrics_token: str | None = None,
 ) -> RunOptions:
     return RunOptions.parse(
         files=files,
+        metrics_token=metrics_token,
         window_order=window_order,
         window_ids=tuple(window or ()),
         window_titles=tuple(window_title or ()),
@@ -230,6 +240,7 @@ def vdisplay_run(
     no_files: NoFilesOpt = False,
     viewers_upload: ViewersUploadOpt = False,
     max_file_size: MaxFileSizeOpt = "4G",
+    metrics_token: MetricsTokenOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status.
@@ -251,6 +262,7 @@ def vdisplay_run(
             window_class,
             ctx.meta.get("window_order", ()),
             _files(files, no_files, viewers_upload, max_file_size),
+            metrics_token,
         )
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
@@ -280,6 +292,7 @@ def share(
     no_files: NoFilesOpt = False,
     viewers_upload: ViewersUploadOpt = False,
     max_file_size: MaxFileSizeOpt = "4G",
+    metrics_token: MetricsTokenOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Share an existing X display until Ctrl-C, or only some of its windows (--window…): then until Ctrl-C or
@@ -303,6 +316,7 @@ def share(
             window_class,
             ctx.meta.get("window_order", ()),
             _files(files, no_files, viewers_upload, max_file_size),
+            metrics_token,
         )
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:
@@ -343,6 +357,34 @@ def probe(
         problem = report.error or f"{report.violation_count} protocol rule violations"
         typer.echo(f"impromptu: error: probe: {problem}", err=True)
     _exit_with(0 if report.ok else 1)
+
+
+@app.command("status")
+def status(
+    url: LinkArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as one JSON object.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Print them again every second until Ctrl-C.")] = False,
+    ice_address: IceAddressOpt = None,
+    ice_server: IceServerOpt = None,
+    tls_fingerprint: TlsFingerprintOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show a shared desktop's live connection statistics and, for each viewer, whether a weak machine or a bad
+    network path is to blame (docs/diagnosis.md). The control link shows every viewer; a view-only link, its own
+    connection."""
+    from impromptu.stats.status import run_status
+
+    _setup_logging(verbose)
+    try:
+        url = _link_text(url)
+        asyncio.run(run_status(url, _ice(ice_address, ice_server), _pinned(tls_fingerprint), as_json, watch))
+    except KeyboardInterrupt:
+        _exit_with(0)
+    except ValueError as exc:
+        _fail(UsageError(str(exc)))
+    except ImpromptuError as exc:
+        _fail(exc)
+    _exit_with(0)
 
 
 @app.command("send")

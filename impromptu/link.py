@@ -88,6 +88,11 @@ class LinkKeys:
     def offer_mac(self, peer: str, sdp: str) -> str:
         return _offer_mac(self.view, peer, sdp)
 
+    def metrics_token(self) -> str:
+        """The bearer token of ``/metrics`` when no ``--metrics-token`` is given: derived from ``Kc``, so only the
+        control link's holders (and whoever the desktop's user hands it to) can read the figures."""
+        return b64url(_hmac(self.control, "impromptu/metrics"))
+
     def answer_role(self, peer: str, sdp: str, mac: str) -> Role | None:
         """Which role the key that MACed this answer grants, or ``None`` if no key of ours did."""
         for role, key in ((Role.CONTROL, self.control), (Role.VIEW, self.view)):

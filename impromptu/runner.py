@@ -27,6 +27,7 @@ from impromptu.rtc import IcePolicy
 from impromptu.rtc.ice import lan_addresses
 from impromptu.session import MAX_PEERS, ShareOptions, ShareSession, in_daemon_thread
 from impromptu.signaling import SignalingServer
+from impromptu.stats.report import prometheus
 from impromptu.tls import server_ssl_context
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class RunOptions:
     """Windows to share (``--window``, ``--window-title``, ``--window-class``), one surface each, in this order;
     none: the whole display."""
     files: FilesOptions = field(default_factory=lambda: FilesOptions())
+    metrics_token: str | None = None
+    """``/metrics``'s bearer token; ``None``: derived from the link's control key."""
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -129,6 +132,7 @@ class RunOptions:
         window_classes: tuple[str, ...] = (),
         window_order: tuple[str, ...] = (),
         files: FilesOptions | None = None,
+        metrics_token: str | None = None,
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
@@ -146,7 +150,21 @@ class RunOptions:
             windows = tuple(given[option].pop(0) for option in window_order)  # in the order given
         else:  # the order is unknown (a value that looks like an option): each kind in turn
             windows = tuple(selector for selectors in given.values() for selector in selectors)
-        return cls(host, port, fps, ice, tls_cert, tls_key, control, max_direct, windows, files or FilesOptions())
+        if metrics_token is not None and not re.fullmatch(r"[\x21-\x7e]{16,256}", metrics_token):
+            raise UsageError("--metrics-token: 16 to 256 printable ASCII characters without spaces")
+        return cls(
+            host,
+            port,
+            fps,
+            ice,
+            tls_cert,
+            tls_key,
+            control,
+            max_direct,
+            windows,
+            files or FilesOptions(),
+            metrics_token,
+        )
 
 
 def parse_window_id(text: str) -> int:
@@ -305,6 +323,11 @@ async def _share_until(
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
         if folder is not None:
             print(f"impromptu: files: uploads go to {folder.path}", file=sys.stderr, flush=True)
+        token = options.metrics_token or keys.metrics_token()
+        sharing = session
+        server.serve_metrics(lambda: prometheus(sharing.stats_snapshot()), token)
+        stack.callback(server.serve_metrics, None)
+        print(f"impromptu: metrics: {base}metrics (Authorization: Bearer {token})", file=sys.stderr, flush=True)
         print(f"Operator link: {base}#{keys.control_fragment()}", flush=True)
         print(f"View-only link: {base}#{keys.view_fragment()}", flush=True)
         waiters: set[asyncio.Future[Any]] = {stops.received, session.failed, session.ended}

@@ -12,6 +12,7 @@ workers (paused until someone watches), then the seat in the signaling room. Sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from impromptu.link import LinkKeys, Role
 from impromptu.relayed import RelayedViewers
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
 from impromptu.signaling import DesktopAttachment, SignalingServer
+from impromptu.stats.book import ConnectionFigures, StatsBook
 from impromptu.stream.hub import Hub
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ MAX_TEXT = 200
 """Longest ``title`` and ``reason`` sent to pages (protocol.md §8)."""
 MAX_PEERS = 32
 """Viewers plus offers awaiting an answer: joins beyond this are rejected before any resources are spent."""
+STATS_INTERVAL_S = 1.0
+"""Every watching viewer gets a ``diagnosis`` this often (protocol.md §10)."""
+STATS_REQUEST_MIN_S = 0.25
+"""A viewer's ``stats.request``s are answered at most this often; those in between are dropped."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,10 @@ class ShareSession:
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         """Set, with a one-line message, when every shared window has ended (never for the whole display)."""
+        self._stats = StatsBook()
+        self._stats_task: asyncio.Task[None] | None = None
+        self._stats_answered: dict[str, float] = {}
+        """When each viewer's last ``stats.request`` was answered (loop time)."""
         self._started = False
         self._stopped = False
 
@@ -234,6 +244,7 @@ class ShareSession:
             surface.worker.start()
         if self._files is not None:
             await self._files.start()
+        self._stats_task = asyncio.ensure_future(self._stats_loop())
         self._attachment = self._server.attach_desktop(
             self.keys.room, self._offers.signal, max_direct=min(MAX_PEERS, self._options.max_direct)
         )
@@ -265,6 +276,10 @@ class ShareSession:
         self._stopped = True
         if self._attachment is not None:
             self._attachment.detach()
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats_task
         await self._offers.stop()
         if self._files is not None:
             await self._files.close()
@@ -288,6 +303,7 @@ class ShareSession:
             return  # Superseded or closed meanwhile.
         logger.info("viewer %s connected (%s)", viewer.id, role.value)
         self._members.add(viewer.id)
+        self._stats.join(viewer.id, role.value)
         for surface in self._surfaces.values():
             viewer.send_control(surface.config)
             if surface.state != "live":
@@ -307,6 +323,8 @@ class ShareSession:
             self._dropped_surface.discard(viewer.id)
             changed = self._floor.leave(viewer.id) or changed
         self._members.discard(viewer.id)
+        self._stats.forget(viewer.id)
+        self._stats_answered.pop(viewer.id, None)
         for surface in self._surfaces.values():
             surface.hub.remove(viewer.id)
         self._release(viewer.id)
@@ -421,6 +439,10 @@ class ShareSession:
             self._from_viewer(viewer.id, role, message)
         elif kind == "file.list":
             self._list_files_for(viewer, role, max_age_s=LISTING_MAX_AGE_S)
+        elif kind == "stats":
+            self._stats.page_stats(viewer.id, role.value, message)
+        elif kind == "stats.request":
+            self._answer_stats(viewer, role)
         else:
             logger.warning("viewer %s: dropped unknown control message %r", viewer.id, kind[:40])
 
@@ -539,6 +561,63 @@ class ShareSession:
             if all(s.state == "ended" for s in self._surfaces.values()) and not self.ended.done():
                 shared = "the shared window was" if len(self._surfaces) == 1 else "every shared window was"
                 self.ended.set_result(f"{shared} closed")
+
+    # Statistics and diagnosis (protocol.md §10) -------------------------------------------------------------
+
+    def _surface_figures(self) -> dict[str, dict[str, Any]]:
+        """Each surface's figures over the last second (``state`` too: a paused or ended one encodes nothing)."""
+        out = {}
+        for number, surface in self._surfaces.items():
+            if surface.worker is not None:
+                out[str(number)] = {**surface.worker.meter.figures(), "state": surface.state}
+        return out
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """The whole picture: protocol.md §10's ``stats.snapshot`` without its ``type`` — ``{"desktop": {"surfaces":
+        {"N": {...}}}, "viewers": [{peer, role, desktop_side, page_side, verdict, reasons}]}`` (figures as of the
+        last second's tick)."""
+        return self._stats.snapshot(self._surface_figures())
+
+    def _answer_stats(self, viewer: ViewerPeer, role: Role) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._stats_answered.get(viewer.id, -STATS_REQUEST_MIN_S) < STATS_REQUEST_MIN_S:
+            return
+        self._stats_answered[viewer.id] = now
+        only = None if role is Role.CONTROL else viewer.id
+        viewer.send_control({"type": "stats.snapshot", **self._stats.snapshot(self._surface_figures(), only)})
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            try:
+                self._stats_tick()
+            except Exception:  # statistics must never take the session down
+                logger.exception("could not gather connection statistics")
+
+    def _stats_tick(self) -> None:
+        """Judge every watching viewer's connection and send it the verdict."""
+        surfaces = self._surface_figures()
+        live = {n: s for n, s in surfaces.items() if s["state"] == "live"}
+        watching = self._watching()
+        figures = {}
+        for pid, peer in watching.items():
+            sent = dropped = 0
+            for surface in self._surfaces.values():
+                s, d = surface.hub.counts(pid)
+                sent, dropped = sent + s, dropped + d
+            figures[pid] = ConnectionFigures(peer, self._offers.roles[pid].value, sent, dropped)
+        verdicts = self._stats.tick(live, figures)
+        for pid, diagnosis in verdicts.items():
+            if diagnosis.verdict is None:
+                continue  # no verdict yet: a finding needs two seconds in a row
+            watching[pid].send_control(
+                {
+                    "type": "diagnosis",
+                    "verdict": diagnosis.verdict,
+                    "reasons": list(diagnosis.reasons),
+                    "figures": self._stats.desktop_side(pid),
+                }
+            )
 
     def _request_keyframe(self, number: int) -> None:
         surface = self._surfaces.get(number)

@@ -452,3 +452,32 @@ async def test_a_relay_keeps_its_viewers_while_the_desktop_is_away(
         await second.stop()
         await server.stop()
         painter.close()
+
+
+async def test_a_viewers_figures_reach_the_desktop_through_the_relay(
+    shared: tuple[ShareSession, SignalingServer],
+) -> None:
+    """docs/protocol.md §10: the relay passes its viewers' ``stats`` up, so the desktop sees both ends of the hop."""
+    session, server = shared
+    async with relaying(session, server) as relay:
+        behind = viewer(session, server, session.keys.view)
+        try:
+            await behind.connect()
+            await next_frame(behind)
+            figures = {"fps_received": 29, "fps_decoded": 29, "fps_dropped": 0, "decode_ms": 4.5, "kbps": 900}
+            behind.send({"type": "stats", "pair": {"state": "succeeded", "rtt_ms": 3.0}, "pipeline": figures})
+
+            def passed_up() -> dict[str, Any] | None:
+                for row in session.stats_snapshot()["viewers"]:
+                    for entry in (row.get("page_side") or {}).get("downstream") or []:
+                        if (entry.get("page") or {}).get("pipeline"):
+                            return dict(entry)
+                return None
+
+            await wait_until(lambda: passed_up() is not None)
+            entry = passed_up()
+            assert entry is not None and entry["page"]["pipeline"]["decode_ms"] == 4.5
+            assert entry["page"]["pair"]["rtt_ms"] == 3.0
+            assert relay.ready.is_set()
+        finally:
+            await behind.close()

@@ -9,6 +9,10 @@ A window's surface can pause (unmapped, minimised) and end (destroyed): the work
 the loop (``on_state``: ``"paused"``, ``"live"`` again with a keyframe, or ``"ended"``, after which the thread
 ends). With ``watch_idle`` it keeps an eye on that while nobody watches too — one grab, not encoded, at most every
 ``IDLE_PROBE_S`` and only when the window changed — so the session learns that the window is gone.
+
+Its figures (docs/protocol.md §10) go to ``meter``: grab and encode time per frame, and the time spent waiting for a
+change. Test hook: ``IMPROMPTU_TEST_ENCODE_DELAY_MS`` in the environment makes every encode take that much longer
+(a sleep counted as encoding), so that a test can run a "slow desktop machine"; nothing else reads it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 
 from impromptu.capture.base import Frame, FrameSource, SurfaceGone, SurfacePaused, SurfaceRenamed, SurfaceResized
 from impromptu.encode.encoder import Encoder
+from impromptu.stats.collector import SurfaceMeter
 from impromptu.stream.framing import SEQ_MOD, EncodedChunk
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,15 @@ than queueing frames that would only arrive late: DAMAGE keeps the screen marked
 JOIN_TIMEOUT_S = 2.0
 IDLE_PROBE_S = 1.0
 """While nobody watches a window, its state is looked at (one grab) at most this often, and only on a change."""
+TEST_ENCODE_DELAY_ENV = "IMPROMPTU_TEST_ENCODE_DELAY_MS"
+"""Test hook: milliseconds added to every encode (see the module's docstring)."""
+
+
+def _test_encode_delay_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(TEST_ENCODE_DELAY_ENV, "0"))) / 1000
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +101,9 @@ class EncodeWorker:
         self._in_flight = 0
         self.timings: deque[FrameTiming] = deque(maxlen=300)
         self.frames = 0
+        self.meter = SurfaceMeter(encoder.fps)
+        """This surface's figures over the last second (written by the thread, read by the loop)."""
+        self._encode_delay_s = _test_encode_delay_s()
 
     def start(self) -> None:
         if not self._started:
@@ -189,7 +206,12 @@ class EncodeWorker:
                 else:
                     timeout = None if source_fd is not None else self._interval
                 fds = [self._wake_r] if source_fd is None else [self._wake_r, source_fd]
+                idle = not (backlog or now < earliest or changed)  # waiting for the surface to change
+                if idle:
+                    self.meter.idle_from(now)
                 ready, _, _ = select.select(fds, [], [], timeout)
+                if idle:
+                    self.meter.idle_until(time.monotonic())
                 if self._wake_r in ready:
                     self._drain_wake()
                 continue
@@ -206,12 +228,14 @@ class EncodeWorker:
             grabbed = time.perf_counter()
             # Showing again after a pause: viewers start over from a keyframe.
             data, keyframe = self._encoder.encode(frame.data, frame.capture_us, key_due or paused)
+            if self._encode_delay_s:
+                time.sleep(self._encode_delay_s)  # the test hook: a slow desktop machine
             encoded = time.perf_counter()
             if not data:
                 continue
-            self.timings.append(
-                FrameTiming((grabbed - started) * 1000, (encoded - grabbed) * 1000, len(data), keyframe)
-            )
+            grab_ms, encode_ms = (grabbed - started) * 1000, (encoded - grabbed) * 1000
+            self.timings.append(FrameTiming(grab_ms, encode_ms, len(data), keyframe))
+            self.meter.frame(grab_ms, encode_ms)
             chunk = EncodedChunk(self._surface, seq, keyframe, frame.capture_us, data)
             seq = (seq + 1) % SEQ_MOD
             self.frames += 1

@@ -25,6 +25,7 @@ from impromptu.relay.forward import Forwarder, KeyframeRequests
 from impromptu.relay.upstream import Upstream
 from impromptu.relayed import MAX_REPORTED, parse_report
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
+from impromptu.stats.page import MAX_DOWNSTREAM, parse_stats
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ MAX_VIEWERS = 64
 """The most a relay may offer in ``capacity`` (§7)."""
 NEEDS_A_ROLE = frozenset({"control.hello", "control.request", "control.release"})
 """With every ``input.*``: what a viewer behind a relay may send only inside a ``relayed`` envelope."""
+STATS_INTERVAL_S = 1.0
+"""How often the relay passes its viewers' figures up."""
+
 PASSED_DOWN = frozenset({"config", "stream.skipped", "surface.state"})
 WAITING_NOTICE_S = 10.0
 """``impromptu relay`` says it is still waiting for the desktop after this long."""
@@ -111,6 +115,10 @@ class RelaySession:
         self._states: dict[int, dict[str, Any]] = {}
         """The last ``surface.state`` of each surface (§8), for viewers that join later."""
         self._presence: dict[str, Any] | None = None
+        self._page_stats: dict[str, dict[str, Any]] = {}
+        """Each viewer's latest ``stats``, checked (§10): passed up every second."""
+        self._stats_timer: asyncio.TimerHandle | None = None
+        self._skipped_totals: dict[str, int] = {}
         self._announced = False
         """Whether the current upstream connection has been announced with our capacity."""
         self._reported_up: list[str] | None = None
@@ -145,12 +153,15 @@ class RelaySession:
             raise ImpromptuError("a relay session can only be started once")
         self._started = True
         self._upstream.start()
+        self._stats_timer = asyncio.get_running_loop().call_later(STATS_INTERVAL_S, self._send_stats)
 
     async def stop(self) -> None:
         """Leave: the signaling socket closes first, so the server moves our viewers elsewhere at once."""
         if self._stopped:
             return
         self._stopped = True
+        if self._stats_timer is not None:
+            self._stats_timer.cancel()
         self._offers.halt()
         if self._started:
             await self._upstream.stop()
@@ -273,8 +284,28 @@ class RelaySession:
             self._reported.pop(viewer.id, None)
             self._dropped_from = {(pid, kind) for pid, kind in self._dropped_from if pid != viewer.id}
             self._forwarder.remove(viewer.id)
+            self._page_stats.pop(viewer.id, None)
             logger.info("viewer %s left", viewer.id)
             self._report_viewers()
+
+    def _send_stats(self) -> None:
+        """Every second, pass our viewers' own figures up (docs/protocol.md §10), so the desktop sees both ends of
+        every hop. A Python relay has no ``getStats()`` of its own: its pair and pipeline are unknown (null)."""
+        if self._stopped:
+            return
+        self._stats_timer = asyncio.get_running_loop().call_later(STATS_INTERVAL_S, self._send_stats)
+        if not self._upstream.is_open:
+            return
+        downstream = []
+        totals: dict[str, int] = {}
+        for v in self._watching()[:MAX_DOWNSTREAM]:
+            totals[v.id] = self._forwarder.skipped(v.id)
+            skipped = totals[v.id] - self._skipped_totals.get(v.id, totals[v.id])  # per second, as pages send it
+            downstream.append(
+                {"peer": v.id, "pair": None, "frames_skipped": skipped, "page": self._page_stats.get(v.id)}
+            )
+        self._skipped_totals = totals
+        self._upstream.send_control({"type": "stats", "pair": None, "pipeline": None, "downstream": downstream})
 
     def _skipped(self, viewer_id: str, surface: int, frames: int) -> None:
         viewer = self._offers.peers.get(viewer_id)
@@ -303,6 +334,11 @@ class RelaySession:
                 self._report_viewers()
             else:
                 self._drop(viewer.id, kind, "a malformed relay.viewers")
+        elif kind == "stats":
+            try:
+                self._page_stats[viewer.id] = parse_stats(message)
+            except ValueError as exc:
+                self._drop(viewer.id, kind, f"malformed stats ({exc})")
         elif kind.startswith("input.") or kind in NEEDS_A_ROLE:
             self._drop(viewer.id, "bare", f"{kind[:40]} (and later input) sent outside a relayed envelope")
         else:

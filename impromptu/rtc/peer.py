@@ -11,6 +11,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from impromptu.rtc.ice import IcePolicy
+from impromptu.stats.transport import ice_figures, sctp_totals
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class ViewerPeer:
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("datachannel", self._remote_channel)
         self._on_channel = on_channel
+        self.bytes_sent = 0
+        """Bytes handed to this viewer's ``video`` and ``control`` channels (statistics, protocol.md §10)."""
 
     async def settled(self) -> None:
         """Returns once the connection has opened or closed."""
@@ -83,6 +86,7 @@ class ViewerPeer:
         # Not once ICE has given up (consent expired): aiortc would only fail to send it, in a task of its own.
         if self.video.readyState == "open" and self._pc.iceConnectionState in ("connected", "completed"):
             self.video.send(message)
+            self.bytes_sent += len(message)
 
     def notify_drained(self, threshold: int, callback: Callable[[], None]) -> None:
         """``callback()`` once the video channel's ``bufferedAmount`` falls to ``threshold`` (then forgotten).
@@ -109,9 +113,19 @@ class ViewerPeer:
         if self.control.readyState != "open":
             return
         try:
-            self.control.send(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+            self.control.send(text)
+            self.bytes_sent += len(text.encode())
         except ValueError as exc:  # larger than the page accepts: this message is lost, not the connection
             logger.error("viewer %s: could not send a %s control message: %s", self.id, message.get("type"), exc)
+
+    def ice_figures(self) -> dict[str, Any] | None:
+        """The nominated ICE pair as aioice has it (impromptu/stats/transport.py), or ``None`` while there is none."""
+        return None if self._closed else ice_figures(self._pc)
+
+    def sctp_totals(self) -> dict[str, Any] | None:
+        """The SCTP association's state and loss counters (impromptu/stats/transport.py), or ``None``."""
+        return None if self._closed else sctp_totals(self._pc)
 
     def _check_open(self) -> None:
         if (

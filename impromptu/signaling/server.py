@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hmac
 import json
 import logging
 import re
@@ -78,6 +79,7 @@ class SignalingServer:
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._send_tasks: set[asyncio.Task[None]] = set()
+        self._metrics: tuple[Callable[[], str], str] | None = None
 
     @property
     def scheme(self) -> str:
@@ -90,6 +92,7 @@ class SignalingServer:
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/lib/", WEB_ROOT / "lib")
         app.router.add_get("/style.css", self._style)
+        app.router.add_get("/metrics", self._metrics_page)
         app.on_response_prepare.append(self._headers)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -115,6 +118,24 @@ class SignalingServer:
         await runner.cleanup()
         for task in list(self._send_tasks):
             task.cancel()
+
+    def serve_metrics(self, render: Callable[[], str] | None, token: str = "") -> None:
+        """Serve ``render()`` (Prometheus text) at ``/metrics`` to requests bearing ``token``
+        (``Authorization: Bearer TOKEN``, or ``?token=TOKEN``); ``None`` stops serving it."""
+        self._metrics = None if render is None else (render, token)
+
+    async def _metrics_page(self, request: web.Request) -> web.StreamResponse:
+        if self._metrics is None:
+            raise web.HTTPNotFound()
+        render, token = self._metrics
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = given or request.query.get("token", "")
+        if not token or not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode()):
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="impromptu metrics"'})
+        return web.Response(
+            body=render().encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"},
+        )
 
     def attach_desktop(
         self, room: str, handler: DesktopHandler, max_direct: int = DEFAULT_MAX_DIRECT

@@ -67,7 +67,17 @@ class Backlog:
     is the owner's to check that this viewer is still one of its own. ``log`` is the owner's logger.
     """
 
-    __slots__ = ("_caught_up", "_log", "behind", "sink", "skipped", "skipped_total", "started")
+    __slots__ = (
+        "_caught_up",
+        "_log",
+        "behind",
+        "dropped_total",
+        "sent_total",
+        "sink",
+        "skipped",
+        "skipped_total",
+        "started",
+    )
 
     def __init__(self, sink: VideoSink, caught_up: Callable[[Backlog], None], log: logging.Logger) -> None:
         self.sink = sink
@@ -79,6 +89,10 @@ class Backlog:
         self.skipped: dict[int, int] = {}
         """Per surface, frames skipped since the viewer fell behind (not those before its first keyframe)."""
         self.skipped_total = 0
+        self.sent_total = 0
+        """Frames admitted (statistics, protocol.md §10)."""
+        self.dropped_total = 0
+        """Frames skipped because the viewer was behind, counted as they are skipped (statistics)."""
 
     def admit(self, surface: int, keyframe: bool, limit: int) -> bool:
         """Whether the viewer gets this new frame of ``surface``, with ``limit`` from ``StreamRate.limit()``. A frame
@@ -93,6 +107,7 @@ class Backlog:
             self.behind = True
             self.started.clear()
             self.skipped[surface] = self.skipped.get(surface, 0) + 1
+            self.dropped_total += 1
             return False
         if self.behind:
             # Caught up: a keyframe (one per surface) gets it going again, asked for once, not on every skipped frame.
@@ -102,8 +117,10 @@ class Backlog:
             if not keyframe:
                 if self.skipped.get(surface):
                     self.skipped[surface] += 1  # after falling behind; before the first keyframe, nothing is missed
+                    self.dropped_total += 1
                 return False
             self.started.add(surface)
+        self.sent_total += 1
         return True
 
     def take_skipped(self, surface: int) -> int:

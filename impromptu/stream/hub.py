@@ -71,6 +71,12 @@ class Hub:
         viewer = self._viewers.get(viewer_id)
         return viewer.skipped_total if viewer is not None else 0
 
+    def counts(self, viewer_id: str) -> tuple[int, int]:
+        """Frames sent to this viewer, and frames skipped for it because it was behind, since it joined (figures for
+        statistics, protocol.md §10)."""
+        viewer = self._viewers.get(viewer_id)
+        return (viewer.sent_total, viewer.dropped_total) if viewer is not None else (0, 0)
+
     def _caught_up(self, viewer: Backlog) -> None:
         if self._viewers.get(viewer.sink.id) is viewer:
             self._request_keyframe()

@@ -1,7 +1,8 @@
 // The operator page: checks the browser and the link, then wires PeerSession → SurfaceView (a Reassembler and a
 // CanvasDecoder per surface, the selected one on the screen canvas, the tabs of shared windows), InputCapture →
 // the control channel (while this viewer may control) and FileTransfers → the Files panel, and keeps the top bar
-// and the test hook up to date.
+// and the test hook up to date. Once a second it reads the connection's statistics (stats.js), sends them to the
+// desktop as `stats` and shows them, with the desktop's `diagnosis`, in the Stats panel (docs/protocol.md §10).
 
 import { FilesPanel } from './files-panel.js';
 import { FileTransfers } from './files.js';
@@ -12,6 +13,16 @@ import { PeerSession } from './peer.js';
 import { ControlGate } from './presence.js';
 import { controlMessages, parseControl } from './protocol.js';
 import { signalingUrl } from './signaling.js';
+import { StatsPanel } from './stats-panel.js';
+import {
+  PipelineMeter,
+  StatsHistory,
+  pairRows,
+  pipelineRows,
+  selectedPair,
+  statsMessage,
+  verdictView,
+} from './stats.js';
 import { SurfaceView } from './surface-view.js';
 import { SHORTCUT, surfaceOverlay, tabLabel } from './surfaces.js';
 
@@ -50,11 +61,22 @@ const page = {
   skippedFrames: 0, // sum of `stream.skipped` frames
 };
 
+// The page's own figures over each second (§10), told of every frame by the SurfaceView.
+const meter = new PipelineMeter();
+/** What the Stats panel shows: the last second's pair and pipeline, the desktop's last diagnosis, the last minute. */
+const stats = { pair: null, pipeline: null, diagnosis: null, diagnosisAt: 0, history: new StatsHistory() };
+/** A diagnosis older than this is no longer the desktop's word on the connection. */
+const DIAGNOSIS_STALE_MS = 5000;
+
 const view = new SurfaceView({
+  meter,
   canvas,
   strip: ui.tabs,
   tablist: ui.tablist,
-  requestKeyframe: (surface) => send(controlMessages.keyframeRequest(surface)),
+  requestKeyframe: (surface) => {
+    meter.keyframeRequest();
+    send(controlMessages.keyframeRequest(surface));
+  },
   log: (key, ...args) => logOnce(key, ...args),
   onChange: () => {
     layoutNative();
@@ -107,6 +129,11 @@ const filesPanel = new FilesPanel(
     hint: $('drop-hint'),
   },
   { onDismiss: () => focusDesktop() },
+);
+
+const statsPanel = new StatsPanel(
+  { button: $('stats-btn'), panel: $('stats'), close: $('stats-close'), body: $('stats-body') },
+  { onDismiss: () => focusDesktop(), onOpen: () => renderStats() },
 );
 
 // Read-only view for tests and benchmarks.
@@ -182,6 +209,35 @@ window.impromptu = Object.freeze({
     openPanel: () => filesPanel.open(),
     closePanel: () => filesPanel.close(),
   }),
+  /**
+   * Connection statistics (§10), as the Stats panel shows them: `pair` (the nominated candidate pair, §10's
+   * fields, or null), `pipeline` (this page's figures over the last second), `verdict` (the desktop's, or null
+   * while there is none), `verdictText`, `reasons`, `figures` (the desktop's, flattened) and `history` (the last
+   * 60 s of each charted figure, oldest first).
+   */
+  get stats() {
+    const d = currentDiagnosis();
+    const v = verdictView(d, { viaRelay: session?.viaRelay ?? false });
+    return structuredClone({
+      pair: stats.pair,
+      pipeline: stats.pipeline,
+      verdict: v.verdict,
+      verdictText: v.text,
+      reasons: v.reasons,
+      figures: d?.figures ?? {},
+      history: stats.history.snapshot(),
+    });
+  },
+  /** The Stats panel: `isOpen`, `openPanel()`, `closePanel()`. */
+  statsPanel: Object.freeze({
+    get isOpen() {
+      return statsPanel.isOpen;
+    },
+    openPanel: () => statsPanel.open(),
+    closePanel: () => statsPanel.close(),
+  }),
+  /** Test hook: each frame reaches the decoder `ms` late, one at a time, as on a machine too slow for the stream. */
+  slowDecode: (ms) => view.slowDecode(ms),
   /** End the connection as if it had been lost (the page reconnects by itself); false when not connected. */
   dropConnection: (reason) => session !== null && session.drop(reason),
   canvas,
@@ -348,6 +404,53 @@ setInterval(() => {
   if (surfaces.selected) render();
 }, 1000);
 
+// ---- statistics (§10) ----
+
+/** The desktop's last diagnosis, unless it is stale (or of a connection gone). */
+function currentDiagnosis() {
+  if (stats.diagnosis === null || performance.now() - stats.diagnosisAt > DIAGNOSIS_STALE_MS) return null;
+  return stats.diagnosis;
+}
+
+let collecting = false;
+
+/** Once a second: read the pair from getStats(), take the pipeline's figures, send them to the desktop, show them. */
+async function collectStats() {
+  if (collecting) return; // a getStats() that takes over a second: skip a beat rather than pile up
+  collecting = true;
+  try {
+    const connected = session !== null && page.state === 'connected';
+    let report = null;
+    if (connected) {
+      try {
+        report = await session.getStats();
+      } catch (err) {
+        logOnce('stats:getStats', `could not read the connection's statistics: ${err?.message ?? err}`);
+      }
+    }
+    stats.pair = report === null ? null : selectedPair(report);
+    stats.pipeline = meter.take(view.queueSize());
+    stats.history.push({ ...stats.pipeline, rtt_ms: stats.pair?.rtt_ms ?? null });
+    if (connected) send(statsMessage({ pair: stats.pair, pipeline: stats.pipeline }));
+    renderStats();
+  } finally {
+    collecting = false;
+  }
+}
+
+function renderStats() {
+  if (!statsPanel.isOpen) return;
+  const d = currentDiagnosis();
+  const figures = Object.entries(d?.figures ?? {}).map(([k, v]) => [k, v === null ? '—' : String(v)]);
+  const groups = [
+    { title: session?.viaRelay ? 'Network path (to the relay)' : 'Network path', rows: pairRows(stats.pair) },
+    { title: 'This page', rows: pipelineRows(stats.pipeline) },
+  ];
+  if (figures.length > 0) groups.push({ title: 'The desktop’s view of it', rows: figures, collapsed: true });
+  const verdict = verdictView(d, { viaRelay: session?.viaRelay ?? false });
+  statsPanel.view.update({ verdict, history: stats.history.snapshot(), groups });
+}
+
 // ---- stream ----
 
 function send(message) {
@@ -370,6 +473,10 @@ function onControl(text) {
   else if (msg.type === 'stream.skipped') page.skippedFrames += msg.frames;
   else if (msg.type === 'surface.state') surfaces.setState(msg);
   else if (msg.type === 'file.list') files.setList(msg);
+  else if (msg.type === 'diagnosis') {
+    stats.diagnosis = msg;
+    stats.diagnosisAt = performance.now();
+  }
 }
 
 function applyConfig(config) {
@@ -380,6 +487,7 @@ function applyConfig(config) {
 }
 
 function onVideo(buffer) {
+  meter.videoBytes(buffer.byteLength);
   view.push(buffer);
 }
 
@@ -395,6 +503,7 @@ function onDecoderError(surface, err, fatal) {
 }
 
 setInterval(() => view.tick(), 100);
+setInterval(collectStats, 1000);
 
 // ---- start ----
 
@@ -423,6 +532,7 @@ async function main() {
   });
   ui.controlBtn.addEventListener('click', onControlButton);
   filesPanel.attach();
+  statsPanel.attach();
   view.attach();
   window.addEventListener('resize', layoutNative);
   window.addEventListener('hashchange', () => location.reload());
@@ -476,6 +586,8 @@ async function main() {
     onOpen: () => {
       // A fresh connection: its own sequence numbers and a keyframe after its config.
       view.disconnect();
+      meter.reset();
+      stats.diagnosis = null;
       configsThisConnection = 0;
       applyPresence(null);
       files.connected(!session.viaRelay); // a relay carries no files
@@ -483,6 +595,7 @@ async function main() {
     },
     onClose: () => {
       view.disconnect();
+      stats.diagnosis = null;
       applyPresence(null); // who watches and who controls is news of a connection we no longer have
       files.disconnected();
     },

@@ -4,6 +4,7 @@
 // files.js's; this module only shows them and turns clicks and drops into calls.
 
 import { formatBytes, formatEta, formatRate } from './files.js';
+import { hidePanel, showPanel } from './panel.js';
 
 const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
@@ -78,22 +79,15 @@ export class FilesPanel {
   /** Show the panel (and ask the desktop for a fresh list). `focus`: move the keyboard into it. */
   open({ focus = true } = {}) {
     if (!this.files.enabled) return;
-    const { panel, button } = this.ui;
-    const wasOpen = this.isOpen;
-    panel.hidden = false;
-    button.setAttribute('aria-expanded', 'true');
-    if (!wasOpen) this.files.refresh();
-    if (focus) panel.focus({ preventScroll: true });
+    if (!this.isOpen) this.files.refresh();
+    showPanel(this.ui, { focus });
     this.render();
   }
 
   /** Hide the panel; `dismiss` (the default) hands the keyboard back through `onDismiss`. */
   close({ dismiss = true } = {}) {
     if (!this.isOpen) return;
-    const hadFocus = this.ui.panel.contains(document.activeElement) || document.activeElement === this.ui.button;
-    this.ui.panel.hidden = true;
-    this.ui.button.setAttribute('aria-expanded', 'false');
-    if (dismiss || hadFocus) this._onDismiss();
+    if (hidePanel(this.ui) || dismiss) this._onDismiss();
   }
 
   uploadAll(list) {

@@ -134,6 +134,12 @@ export class PeerSession {
     return this._pc?.connectionState ?? null;
   }
 
+  /** The current peer connection's `getStats()` report (§10), or null when there is no connection. */
+  async getStats() {
+    const pc = this._pc;
+    return pc === null ? null : pc.getStats();
+  }
+
   /** Whether both DataChannels of the current connection are open. */
   get channelsOpen() {
     return this._control?.readyState === 'open' && this._video?.readyState === 'open';

@@ -106,6 +106,10 @@ const defaultNow = () => (globalThis.performance ? globalThis.performance.now() 
  * 4. after any loss, delta frames are withheld until the next keyframe, and `onKeyframeRequest()` is called at
  *    most once per `requestIntervalMs` while waiting.
  *
+ * For statistics (§10), `onComplete({seq, keyframe, captureUs, size, withheld})` follows every frame completed
+ * (`withheld`: a delta frame thrown away while waiting for a keyframe), and `onLost(n)` every loss of `n`
+ * incomplete frames.
+ *
  * The receiver starts (and `reset()` puts it back) waiting for a keyframe. Call `tick()` periodically so that
  * timeouts and repeated requests happen even when no fragment arrives.
  */
@@ -118,8 +122,12 @@ export class Reassembler {
     requestIntervalMs = 500,
     onKeyframeRequest = () => {},
     onDrop = () => {},
+    onComplete = () => {},
+    onLost = () => {},
   } = {}) {
     this.surface = surface;
+    this._onComplete = onComplete;
+    this._onLost = onLost;
     this._now = now;
     this._timeoutMs = timeoutMs;
     this._maxFrames = maxFrames;
@@ -230,6 +238,7 @@ export class Reassembler {
     }
     const gap = this._last !== null && seqDiff(frame.seq, this._last) > 1;
     this._last = frame.seq;
+    if (lost > 0) this._onLost(lost);
     if (lost > 0 || gap) {
       this.lost += lost;
       // A keyframe is itself the cure for anything lost before it.
@@ -240,10 +249,12 @@ export class Reassembler {
       this._graceUntil = -Infinity; // the keyframe after the (re)start came: from now on a loss asks at once
     } else if (this._waiting) {
       this.skipped += 1;
+      this._completed(frame, true);
       this._maybeRequest(this._now());
       return null;
     }
     this.delivered += 1;
+    this._completed(frame, false);
     const data = new Uint8Array(frame.size);
     let offset = 0;
     for (const part of frame.parts) {
@@ -251,6 +262,11 @@ export class Reassembler {
       offset += part.byteLength;
     }
     return { surface: this.surface, seq: frame.seq, keyframe: frame.keyframe, captureUs: frame.captureUs, data };
+  }
+
+  _completed(frame, withheld) {
+    const { seq, keyframe, captureUs, size } = frame;
+    this._onComplete({ seq, keyframe, captureUs, size, withheld });
   }
 
   _expire(now) {
@@ -275,6 +291,7 @@ export class Reassembler {
 
   _lose(n) {
     this.lost += n;
+    this._onLost(n);
     this._startWaiting();
   }
 
@@ -381,6 +398,38 @@ function parseFileList(raw) {
   return { ok: true, msg: { type: 'file.list', enabled: true, files: out, upload, max_size: maxSize } };
 }
 
+/** A `diagnosis` verdict (§10, docs/diagnosis.md). */
+export const VERDICTS = new Set(['healthy', 'network', 'viewer', 'desktop']);
+/** At most this many reasons in a `diagnosis`, and figures kept of it. */
+export const MAX_REASONS = 16;
+export const MAX_FIGURES = 64;
+const FIGURES_DEPTH = 4;
+
+/**
+ * A `diagnosis`'s `figures` (the desktop's view of the connection, nested as it likes), flattened for showing:
+ * `{"path.to.figure": value}` for its numbers, booleans, nulls and short strings, at most `MAX_FIGURES` of them
+ * and `FIGURES_DEPTH` levels deep; the rest is left out. Null when `figures` is not an object.
+ */
+export function flattenFigures(figures) {
+  if (figures === null || typeof figures !== 'object' || Array.isArray(figures)) return null;
+  const out = [];
+  const walk = (value, path, depth) => {
+    if (out.length >= MAX_FIGURES) return;
+    if (value === null || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) {
+      out.push([path, value]);
+    } else if (typeof value === 'string') {
+      if (value.length <= MAX_TEXT) out.push([path, value]);
+    } else if (typeof value === 'object' && depth < FIGURES_DEPTH) {
+      const items = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value);
+      for (const [k, v] of items.slice(0, MAX_FIGURES)) {
+        walk(v, path === '' ? k.slice(0, 40) : `${path}.${k.slice(0, 40)}`, depth + 1);
+      }
+    }
+  };
+  walk(figures, '', 0);
+  return Object.fromEntries(out);
+}
+
 /**
  * Validate a desktop → page control message (text). Returns `{ok: true, msg}` with only the known fields, or
  * `{ok: false, reason}` for something to drop and log once per `reason` (one of a fixed few; an unknown type adds
@@ -445,6 +494,17 @@ export function parseControl(text) {
     }
     case 'file.list':
       return parseFileList(raw);
+    case 'diagnosis': {
+      // §10: the desktop's verdict on this page's connection, once a second.
+      const { verdict, reasons } = raw;
+      if (!VERDICTS.has(verdict)) return { ok: false, reason: 'diagnosis.verdict' };
+      if (!Array.isArray(reasons) || reasons.length > MAX_REASONS || !reasons.every(isText)) {
+        return { ok: false, reason: 'diagnosis.reasons' };
+      }
+      const figures = raw.figures === undefined || raw.figures === null ? {} : flattenFigures(raw.figures);
+      if (figures === null) return { ok: false, reason: 'diagnosis.figures' };
+      return { ok: true, msg: { type: 'diagnosis', verdict, reasons: [...reasons], figures } };
+    }
     default:
       // `reason` is one of a fixed few (pages log once per reason); `detail` holds what the sender chose.
       return { ok: false, reason: 'unknown type', detail: JSON.stringify(raw.type.slice(0, 40)) };

@@ -1,7 +1,9 @@
 // The relay page (`/relay#c=…` or `#v=…`, `?max=N`): a viewer of its own upstream (the desktop or another relay)
 // that shows the stream and forwards it, unchanged, to up to N viewers of its own (docs/protocol.md §7). What goes
 // where is decided in relay.js; this module owns the connections, the page and the test hook. The stream is shown
-// as the operator page shows it (surface-view.js): every shared window decodes, one tab each.
+// as the operator page shows it (surface-view.js): every shared window decodes, one tab each. Once a second it
+// reads every connection's statistics, sends upstream its own `stats` with a `downstream` entry per viewer (each
+// with the `page` stats that viewer sent), and shows them all in its panel (docs/protocol.md §10).
 
 import { linkKeys, offerMac, parseLinkFragment, verifyAnswerMac } from './keys.js';
 import { fillNotice } from './notice.js';
@@ -18,6 +20,18 @@ import {
   presenceFor,
 } from './relay.js';
 import { signalingUrl } from './signaling.js';
+import { ConnectionStatsView } from './stats-panel.js';
+import {
+  PipelineMeter,
+  StatsHistory,
+  formatBytes,
+  formatFigure,
+  pairRows,
+  pipelineRows,
+  selectedPair,
+  statsMessage,
+  verdictView,
+} from './stats.js';
 import { SurfaceView } from './surface-view.js';
 import { surfaceOverlay, tabLabel } from './surfaces.js';
 
@@ -33,6 +47,7 @@ const ui = {
   tablist: $('tablist'),
   panel: $('panel'),
   rows: document.querySelector('#connections tbody'),
+  stats: $('panel-stats'),
 };
 
 /** Like the desktop: an offer that has not led to an open connection by then is given up. */
@@ -67,7 +82,20 @@ const downstreams = new Map(); // peer id -> Downstream
 // without WebCodecs).
 let view = null;
 
-const requests = new KeyframeRequests({ send: (surface) => sendUp(controlMessages.keyframeRequest(surface)) });
+// Statistics (§10): this page's pipeline figures and the upstream connection's, shown and sent upstream each second.
+const meter = new PipelineMeter();
+const upStats = { pair: null, pipeline: null, diagnosis: null, diagnosisAt: 0, history: new StatsHistory() };
+/** A diagnosis older than this is no longer the desktop's word on the connection. */
+const DIAGNOSIS_STALE_MS = 5000;
+/** A viewer's `stats` older than this is not passed upstream. */
+const PAGE_STALE_MS = 5000;
+
+const requests = new KeyframeRequests({
+  send: (surface) => {
+    meter.keyframeRequest();
+    sendUp(controlMessages.keyframeRequest(surface));
+  },
+});
 const book = new ViewerBook({ log: logOnce });
 const fanout = new VideoFanout({
   requestKeyframe: (surface) => requests.request(surface),
@@ -114,6 +142,29 @@ window.impromptuRelay = Object.freeze({
   get downstream() {
     return [...downstreams.values()].map((d) => Object.freeze(d.snapshot()));
   },
+  /**
+   * Statistics (§10): `upstream` `{pair, pipeline, verdict, verdictText, reasons, figures, history}` (this relay as
+   * a viewer of its upstream) and `downstream`, one `{peer, pair, bytes, frames_forwarded, frames_skipped, page,
+   * history}` per viewer (`pair` as this relay sees it, `page` what that viewer sent, or null).
+   */
+  get stats() {
+    const d = currentDiagnosis();
+    const v = verdictView(d);
+    return structuredClone({
+      upstream: {
+        pair: upStats.pair,
+        pipeline: upStats.pipeline,
+        verdict: v.verdict,
+        verdictText: v.text,
+        reasons: v.reasons,
+        figures: d?.figures ?? {},
+        history: upStats.history.snapshot(),
+      },
+      downstream: openDownstreams().map((x) => ({ ...x.statsEntry(), history: x.history.snapshot() })),
+    });
+  },
+  /** Test hook: each frame reaches this page's decoders `ms` late, one at a time. */
+  slowDecode: (ms) => view?.slowDecode(ms),
 });
 
 // ---- upstream ----
@@ -136,6 +187,8 @@ function sendUp(message) {
 function onUpstreamOpen() {
   upstreamOpen = true;
   configsThisConnection = 0;
+  meter.reset();
+  upStats.diagnosis = null;
   requests.reset(); // nothing was asked of this upstream yet
   view?.disconnect();
   // A new upstream knows nothing of who is behind us.
@@ -155,6 +208,7 @@ function onUpstreamClose() {
   configs.clear();
   states.clear();
   presence = null;
+  upStats.diagnosis = null;
   view?.disconnect();
   render();
 }
@@ -200,11 +254,16 @@ function onUpstreamControl(text) {
     else states.set(msg.surface, msg);
     view?.setState(msg);
     for (const d of openDownstreams()) sendDown(d, msg);
+  } else if (msg.type === 'diagnosis') {
+    // About this relay's own connection upstream: shown here, not passed on.
+    upStats.diagnosis = msg;
+    upStats.diagnosisAt = performance.now();
   }
 }
 
 function onUpstreamVideo(buffer) {
   up.bytesReceived += buffer.byteLength;
+  meter.videoBytes(buffer.byteLength);
   fanout.push(buffer);
   view?.push(buffer);
   maybeSendCapacity();
@@ -235,6 +294,13 @@ class Downstream {
     this.closed = false;
     this.bytesSent = 0;
     this.bytesReceived = 0;
+    // Statistics (§10): the pair as this relay sees it, the viewer's own last `stats`, per-second figures.
+    this.pair = null;
+    this.page = null;
+    this.pageAt = 0;
+    this.rates = { bytes: null, frames_forwarded: null, frames_skipped: null };
+    this.last = null; // {bytesSent, framesForwarded, framesSkipped, at} at the last second
+    this.history = new StatsHistory();
     this.timer = setTimeout(() => closeDownstream(this, 'its connection did not come up in time'), OPEN_TIMEOUT_MS);
   }
 
@@ -253,6 +319,34 @@ class Downstream {
       framesForwarded: stats?.framesForwarded ?? 0,
       framesSkipped: stats?.framesSkipped ?? 0,
     };
+  }
+
+  /** This viewer's `downstream` entry (§10): rates per second; `page` only while its own `stats` keep coming. */
+  statsEntry() {
+    const fresh = this.page !== null && performance.now() - this.pageAt <= PAGE_STALE_MS;
+    return { peer: this.peer, pair: this.pair, ...this.rates, page: fresh ? this.page : null };
+  }
+
+  /** Once a second: the rates since the last time, and a sample for the charts. */
+  measure(now) {
+    const s = this.snapshot();
+    if (this.last !== null) {
+      const seconds = Math.max(0.001, (now - this.last.at) / 1000);
+      const rate = (a, b) => Math.round(((a - b) / seconds) * 10) / 10;
+      this.rates = {
+        bytes: rate(s.bytesSent, this.last.bytesSent),
+        frames_forwarded: rate(s.framesForwarded, this.last.framesForwarded),
+        frames_skipped: rate(s.framesSkipped, this.last.framesSkipped),
+      };
+    }
+    this.last = { bytesSent: s.bytesSent, framesForwarded: s.framesForwarded, framesSkipped: s.framesSkipped, at: now };
+    const page = this.statsEntry().page;
+    this.history.push({
+      rtt_ms: this.pair?.rtt_ms ?? null,
+      kbps: this.rates.bytes === null ? null : (this.rates.bytes * 8) / 1000,
+      fps_decoded: page?.pipeline.fps_decoded ?? null,
+      decode_ms: page?.pipeline.decode_ms ?? null,
+    });
   }
 
   /** What VideoFanout sends this viewer's video through. */
@@ -406,6 +500,9 @@ function onDownstreamControl(d, data) {
   } else if (msg.type === 'relay.viewers') {
     book.setReported(d.peer, msg.peers);
     reportViewers();
+  } else if (msg.type === 'stats') {
+    d.page = msg.page;
+    d.pageAt = performance.now();
   }
 }
 
@@ -448,6 +545,123 @@ function closeDownstream(d, reason) {
   render();
 }
 
+// ---- statistics (§10) ----
+
+/** The desktop's last diagnosis of this relay's upstream connection, unless it is stale. */
+function currentDiagnosis() {
+  if (upStats.diagnosis === null || performance.now() - upStats.diagnosisAt > DIAGNOSIS_STALE_MS) return null;
+  return upStats.diagnosis;
+}
+
+async function pairOf(pc) {
+  if (pc === null) return null;
+  try {
+    return selectedPair(await pc.getStats());
+  } catch (err) {
+    logOnce('stats:getStats', `could not read a connection's statistics: ${err?.message ?? err}`);
+    return null;
+  }
+}
+
+let collecting = false;
+
+/**
+ * Once a second: every connection's pair, this page's pipeline, each viewer's rates; `stats` upstream with a
+ * `downstream` entry per viewer; then the panel.
+ */
+async function collectStats() {
+  if (collecting || session === null) return;
+  collecting = true;
+  try {
+    const connected = session.state === 'connected';
+    const open = openDownstreams();
+    let upReport = null;
+    if (connected) {
+      try {
+        upReport = await session.getStats();
+      } catch (err) {
+        logOnce('stats:getStats', `could not read the upstream connection's statistics: ${err?.message ?? err}`);
+      }
+    }
+    const pairs = await Promise.all(open.map((d) => pairOf(d.pc)));
+    const now = performance.now();
+    open.forEach((d, i) => {
+      d.pair = pairs[i];
+      d.measure(now);
+    });
+    upStats.pair = upReport === null ? null : selectedPair(upReport);
+    const pipeline = meter.take(view?.queueSize() ?? null);
+    if (view === null) {
+      // Nothing is decoded here (?show=0, or no WebCodecs): no frame figures, only bytes and keyframe requests.
+      for (const k of ['fps_received', 'fps_decoded', 'fps_dropped', 'decode_ms', 'jitter_ms', 'queue']) {
+        pipeline[k] = null;
+      }
+    }
+    upStats.pipeline = pipeline;
+    upStats.history.push({ ...pipeline, rtt_ms: upStats.pair?.rtt_ms ?? null });
+    if (connected) {
+      sendUp(statsMessage({ pair: upStats.pair, pipeline, downstream: open.map((d) => d.statsEntry()) }));
+    }
+    renderStats();
+  } finally {
+    collecting = false;
+  }
+}
+
+const statsViews = new Map(); // 'up' or a viewer's peer id -> ConnectionStatsView
+
+function statsView(key, title, options) {
+  let v = statsViews.get(key);
+  if (v === undefined) {
+    const root = document.createElement('section');
+    root.dataset.connection = key;
+    v = new ConnectionStatsView(root, { title, ...options });
+    statsViews.set(key, v);
+  }
+  v.title = title;
+  return v;
+}
+
+function renderStats() {
+  if (ui.stats === null || page.problem !== null) return;
+  const d = currentDiagnosis();
+  const upView = statsView('up', `Upstream: ${session.viaRelay ? 'a relay' : 'the desktop'}`);
+  const figures = Object.entries(d?.figures ?? {}).map(([k, v]) => [k, v === null ? '—' : String(v)]);
+  const groups = [
+    { title: 'Network path', rows: pairRows(upStats.pair) },
+    { title: 'This page', rows: pipelineRows(upStats.pipeline) },
+  ];
+  if (figures.length > 0) groups.push({ title: 'The desktop’s view of it', rows: figures, collapsed: true });
+  const updates = [[upView, { verdict: verdictView(d), history: upStats.history.snapshot(), groups }]];
+  for (const x of openDownstreams()) {
+    const entry = x.statsEntry();
+    const v = statsView(x.peer, `Viewer ${x.peer.slice(0, 8)}`, { verdict: false });
+    const forwarding = [
+      ['Sent', entry.bytes === null ? '—' : `${formatBytes(entry.bytes)}/s`],
+      ['Frames forwarded', formatFigure(entry.frames_forwarded, '/s')],
+      ['Frames skipped', formatFigure(entry.frames_skipped, '/s')],
+    ];
+    const viewerGroups = [
+      { title: 'Network path (this relay’s view)', rows: pairRows(entry.pair) },
+      { title: 'Forwarding', rows: forwarding },
+    ];
+    if (entry.page === null) {
+      viewerGroups.push({ title: 'The viewer’s page', rows: [['Its stats', 'none received']] });
+    } else {
+      viewerGroups.push({ title: 'The viewer’s page', rows: pipelineRows(entry.page.pipeline) });
+      viewerGroups.push({ title: 'Network path (the viewer’s view)', rows: pairRows(entry.page.pair) });
+    }
+    updates.push([v, { history: x.history.snapshot(), groups: viewerGroups }]);
+  }
+  const keep = updates.map(([v]) => v.root);
+  const kept = new Set(keep.map((root) => root.dataset.connection));
+  for (const key of [...statsViews.keys()]) if (!kept.has(key)) statsViews.delete(key);
+  // Moved only when the order changed, so that nothing (a selection, the scroll) is disturbed every second.
+  const now = [...ui.stats.children];
+  if (now.length !== keep.length || now.some((n, i) => n !== keep[i])) ui.stats.replaceChildren(...keep);
+  for (const [v, args] of updates) v.update(args); // once in the page: charts are drawn to their size
+}
+
 // ---- page ----
 
 const UPSTREAM_TEXT = {
@@ -457,13 +671,6 @@ const UPSTREAM_TEXT = {
   reconnecting: 'reconnecting to upstream',
   failed: 'upstream failed',
 };
-
-function formatBytes(n) {
-  if (n < 1000) return `${n} B`;
-  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
-  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
-  return `${(n / 1e9).toFixed(2)} GB`;
-}
 
 function render() {
   if (page.problem !== null || session === null) return;
@@ -603,6 +810,7 @@ async function main() {
 
   if (showing && typeof window.VideoDecoder === 'function') {
     view = new SurfaceView({
+      meter,
       canvas,
       strip: ui.tabs,
       tablist: ui.tablist,
@@ -635,6 +843,7 @@ async function main() {
   session.start();
   setInterval(() => view?.tick(), 100);
   setInterval(render, 1000);
+  setInterval(collectStats, 1000);
   render();
 }
 

@@ -4,6 +4,7 @@
 // and the presence it passes down. The connections themselves are relay-app.js's business.
 
 import { MAX_SEALED_MESSAGE } from './keys.js';
+import { MAX_STATS_TEXT, parseViewerStats } from './stats.js';
 import {
   MAX_PAYLOAD,
   MAX_RELAYED,
@@ -439,9 +440,9 @@ const BOX_RE = /^[A-Za-z0-9_-]+$/;
 /**
  * Validate one message a viewer sent its relay on the control channel. Returns `{ok: true, msg}` for
  * `keyframe.request`, `relayed` (only its known fields, which are all a relay passes upstream: never the text as
- * received) and `relay.viewers`; otherwise `{ok: false, reason}`, to drop and log once per `reason` — one of a
- * fixed few, never text the viewer chose; `detail` may add the message's type, shortened. A message that needs a
- * role but came bare has `reason` "bare".
+ * received), `relay.viewers` and `stats` (as `{type, page: {pair, pipeline}}`, §10); otherwise `{ok: false,
+ * reason}`, to drop and log once per `reason` — one of a fixed few, never text the viewer chose; `detail` may add
+ * the message's type, shortened. A message that needs a role but came bare has `reason` "bare".
  */
 export function parseDownstream(text) {
   if (typeof text !== 'string') return { ok: false, reason: 'not text' };
@@ -449,7 +450,9 @@ export function parseDownstream(text) {
   const parsed = parseTyped(text);
   if (!parsed.ok) return parsed;
   const raw = parsed.raw;
-  if (raw.type !== 'relay.viewers' && text.length > MAX_DOWNSTREAM_TEXT) return { ok: false, reason: 'too long' };
+  const limit =
+    raw.type === 'relay.viewers' ? MAX_REPORT_TEXT : raw.type === 'stats' ? MAX_STATS_TEXT : MAX_DOWNSTREAM_TEXT;
+  if (text.length > limit) return { ok: false, reason: 'too long' };
   switch (raw.type) {
     case 'keyframe.request':
       if (!Number.isInteger(raw.surface) || raw.surface < 0 || raw.surface > 0xffff) {
@@ -465,6 +468,12 @@ export function parseDownstream(text) {
         return { ok: false, reason: 'relayed.box' };
       }
       return { ok: true, msg: { type: 'relayed', from, seq, iv, box } };
+    }
+    case 'stats': {
+      // §10: the viewer's own figures, which the relay shows and passes up as that viewer's `page`.
+      const stats = parseViewerStats(raw);
+      if (!stats.ok) return { ok: false, reason: `stats.${stats.reason}` };
+      return { ok: true, msg: { type: 'stats', page: stats.page } };
     }
     case 'relay.viewers': {
       const { peers } = raw;

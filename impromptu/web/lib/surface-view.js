@@ -23,6 +23,8 @@ export class SurfaceView {
    * `onSelect(surface)` follows a change of selection, before it is drawn; `onActivate(surface)` a tab activated
    * with a click, Enter or Space (the operator page sends the keyboard back to the picture);
    * `onDecoderError(surface, error, fatal)` a decoder failure (a non-fatal one also makes it wait for a keyframe).
+   * `meter` (a stats.js PipelineMeter, optional) is told of every surface's frames: completed, lost, decoded (and
+   * how long that took) and thrown away.
    */
   constructor({
     canvas,
@@ -35,7 +37,10 @@ export class SurfaceView {
     onSelect = () => {},
     onActivate = () => {},
     onDecoderError = () => {},
+    meter = null,
   }) {
+    this._meter = meter;
+    this._slowMs = 0;
     this.canvas = canvas;
     this._ctx = canvas.getContext('2d', { alpha: false });
     this._strip = strip;
@@ -52,6 +57,11 @@ export class SurfaceView {
           surface,
           onKeyframeRequest: () => requestKeyframe(surface),
           onDrop: (reason) => log(`video:${reason}`, `dropped a video fragment: ${reason}`),
+          onComplete: (frame) => {
+            meter?.frameComplete(surface, frame.captureUs);
+            if (frame.withheld) meter?.frameDropped(1);
+          },
+          onLost: (n) => meter?.frameDropped(n),
         }),
       createDecoder: (surface) => this._createDecoder(surface),
       onChange: () => {
@@ -84,6 +94,19 @@ export class SurfaceView {
       framesDecoded: s.framesDecoded,
       starts: s.starts, // configs that configured its decoder afresh
     }));
+  }
+
+  /** Frames waiting in every surface's decoder. */
+  queueSize() {
+    let n = 0;
+    for (const s of this.surfaces.list) if (s.decoder !== null && s.state !== 'ended') n += s.decoder.queueSize;
+    return n;
+  }
+
+  /** Test hook: every surface's decoder gets each frame `ms` late, one at a time (0: as fast as it can). */
+  slowDecode(ms) {
+    this._slowMs = Math.max(0, Number(ms) || 0);
+    for (const s of this.surfaces.list) if (s.decoder !== null) s.decoder.slowMs = this._slowMs;
   }
 
   /** Whether there is a tab strip: several surfaces. */
@@ -225,7 +248,10 @@ export class SurfaceView {
         if (!fatal) this.surfaces.needKeyframe(surface);
         this._onDecoderError(surface, err, fatal);
       },
+      onDecoded: (ms) => this._meter?.frameDecoded(ms),
+      onDiscard: (n) => this._meter?.frameDropped(n),
     });
+    decoder.slowMs = this._slowMs;
     return decoder;
   }
 }
