@@ -608,16 +608,26 @@ class ShareSession:
             figures[pid] = ConnectionFigures(peer, self._offers.roles[pid].value, sent, dropped)
         verdicts = self._stats.tick(live, figures)
         for pid, diagnosis in verdicts.items():
-            if diagnosis.verdict is None:
-                continue  # no verdict yet: a finding needs two seconds in a row
-            watching[pid].send_control(
-                {
-                    "type": "diagnosis",
-                    "verdict": diagnosis.verdict,
-                    "reasons": list(diagnosis.reasons),
-                    "figures": self._stats.desktop_side(pid),
-                }
-            )
+            if diagnosis.verdict is not None:  # none yet: a finding needs two seconds in a row
+                watching[pid].send_control(
+                    {
+                        "type": "diagnosis",
+                        "verdict": diagnosis.verdict,
+                        "reasons": list(diagnosis.reasons),
+                        "figures": self._stats.desktop_side(pid),
+                    }
+                )
+            # A relay's viewers: their verdicts go to the relay, which passes each on to its viewer (§10).
+            for behind_id, behind in self._stats.behind(pid).items():
+                if behind.verdict is not None:
+                    watching[pid].send_control(
+                        {
+                            "type": "diagnosis",
+                            "peer": behind_id,
+                            "verdict": behind.verdict,
+                            "reasons": list(behind.reasons),
+                        }
+                    )
 
     def _request_keyframe(self, number: int) -> None:
         surface = self._surfaces.get(number)

@@ -479,5 +479,14 @@ async def test_a_viewers_figures_reach_the_desktop_through_the_relay(
             assert entry is not None and entry["page"]["pipeline"]["decode_ms"] == 4.5
             assert entry["page"]["pair"]["rtt_ms"] == 3.0
             assert relay.ready.is_set()
+
+            # And the desktop's verdict on that connection comes back down through the relay, to that page alone.
+            def verdicts() -> list[dict[str, Any]]:
+                return [m for m in behind.configs if m.get("type") == "diagnosis"]
+
+            await wait_until(lambda: bool(verdicts()))
+            assert verdicts()[0]["verdict"] == "healthy" and "peer" not in verdicts()[0]
+            rows = [r for r in session.stats_snapshot()["viewers"] if r["role"] == "relayed"]
+            assert [r["verdict"] for r in rows] == ["healthy"] and rows[0]["via"] != rows[0]["peer"]
         finally:
             await behind.close()

@@ -214,6 +214,12 @@ class RelaySession:
                 self._states[surface] = message  # a shared window paused or ended: viewers joining later hear it too
             for viewer in self._watching():
                 viewer.send_control(message)
+        elif kind == "diagnosis":
+            # Addressed to one of our viewers (§10): passed on to it alone, without the address.
+            peer = message.get("peer")
+            target = self._offers.peers.get(peer) if isinstance(peer, str) else None
+            if target is not None and target.id in self._forwarder:
+                target.send_control({k: v for k, v in message.items() if k != "peer"})
         elif kind == "presence":
             self._presence = message
             for viewer in self._watching():

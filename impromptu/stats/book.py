@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from impromptu.stats.collector import ViewerMeter
@@ -54,6 +54,8 @@ class _Row:
     page_side: dict[str, Any] | None = None
     diagnosis: Diagnosis | None = None
     malformed: bool = False
+    behind: dict[str, Diagnosis] = field(default_factory=dict)
+    """For a relay: the verdict on each of its viewers' connections to it (from their figures it passes up)."""
 
 
 class StatsBook:
@@ -106,7 +108,25 @@ class StatsBook:
             row.desktop_side = self._desktop_side(row, figures)
             row.diagnosis = diagnose(surfaces, row.desktop_side, row.page_side, row.diagnosis)
             out[viewer_id] = row.diagnosis
+            row.behind = self._judge_behind(surfaces, row)
         return out
+
+    @staticmethod
+    def _judge_behind(surfaces: Mapping[str, Mapping[str, Any]], row: _Row) -> dict[str, Diagnosis]:
+        """A relay's viewers, judged from what their pages report (the hop's far end; the relay has no transport
+        figures of its own to add): the desktop rule, the page's round trip, and its pipeline."""
+        judged = {}
+        for entry in (row.page_side or {}).get("downstream") or []:
+            page = entry.get("page")
+            if page is not None:
+                peer = entry["peer"]
+                judged[peer] = diagnose(surfaces, None, page, row.behind.get(peer))
+        return judged
+
+    def behind(self, relay_id: str) -> dict[str, Diagnosis]:
+        """The verdicts on the connections of ``relay_id``'s viewers, by their peer ids, as of the last tick."""
+        row = self._rows.get(relay_id)
+        return dict(row.behind) if row is not None else {}
 
     @staticmethod
     def _desktop_side(row: _Row, figures: ConnectionFigures) -> dict[str, Any]:
@@ -151,4 +171,21 @@ class StatsBook:
                     "reasons": list(diagnosis.reasons) if diagnosis is not None else [],
                 }
             )
+            for peer, behind in row.behind.items():
+                if only is None:
+                    rows.append(
+                        {
+                            "peer": peer,
+                            "role": "relayed",
+                            "via": viewer_id,
+                            "desktop_side": None,
+                            "page_side": next(
+                                (e.get("page") for e in row.page_side["downstream"] if e["peer"] == peer), None
+                            )
+                            if row.page_side and row.page_side.get("downstream")
+                            else None,
+                            "verdict": behind.verdict,
+                            "reasons": list(behind.reasons),
+                        }
+                    )
         return {"desktop": {"surfaces": {str(n): dict(s) for n, s in surfaces.items()}}, "viewers": rows}

@@ -536,7 +536,7 @@ test('verdictView: the words the pages show; waiting until the desktop says', ()
   });
   const relayed = verdictView(null, { viaRelay: true });
   assert.equal(relayed.verdict, null);
-  assert.equal(relayed.text, 'not judged behind a relay');
+  assert.equal(relayed.text, 'waiting for the desktop, through the relay');
   assert.equal(relayed.reasons.length, 1);
   const v = verdictView({ verdict: 'viewer', reasons: ['decode 50 ms > 33 ms'] }, { viaRelay: true });
   assert.deepEqual(v, { verdict: 'viewer', text: 'This viewer’s machine', reasons: ['decode 50 ms > 33 ms'] });
@@ -552,4 +552,16 @@ test('the panel’s rows: candidates and figures for people', () => {
   assert.equal(p['Decode time'], '3.5 ms');
   assert.equal(p['Arrival jitter'], '—');
   assert.equal(formatCandidate({ type: 'relay', protocol: 'tcp', address: null, port: null }), 'relay tcp');
+});
+
+test('a diagnosis addressed to a relay’s viewer keeps its peer; a bad peer is refused', async () => {
+  const { parseControl } = await import('../../impromptu/web/lib/protocol.js');
+  const ok = parseControl(JSON.stringify({ type: 'diagnosis', peer: 'abc', verdict: 'network', reasons: [] }));
+  assert.equal(ok.ok, true);
+  assert.equal(ok.msg.peer, 'abc');
+  const own = parseControl(JSON.stringify({ type: 'diagnosis', verdict: 'healthy', reasons: [] }));
+  assert.equal(own.msg.peer, undefined);
+  for (const peer of ['', 5, 'x'.repeat(257)]) {
+    assert.equal(parseControl(JSON.stringify({ type: 'diagnosis', peer, verdict: 'healthy', reasons: [] })).ok, false);
+  }
 });

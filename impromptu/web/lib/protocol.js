@@ -503,7 +503,15 @@ export function parseControl(text) {
       }
       const figures = raw.figures === undefined || raw.figures === null ? {} : flattenFigures(raw.figures);
       if (figures === null) return { ok: false, reason: 'diagnosis.figures' };
-      return { ok: true, msg: { type: 'diagnosis', verdict, reasons: [...reasons], figures } };
+      const msg = { type: 'diagnosis', verdict, reasons: [...reasons], figures };
+      // To a relay, about one of its viewers (`peer`): the relay passes it on to that viewer alone.
+      if (raw.peer !== undefined) {
+        if (typeof raw.peer !== 'string' || raw.peer.length === 0 || raw.peer.length > 256) {
+          return { ok: false, reason: 'diagnosis.peer' };
+        }
+        msg.peer = raw.peer;
+      }
+      return { ok: true, msg };
     }
     default:
       // `reason` is one of a fixed few (pages log once per reason); `detail` holds what the sender chose.

@@ -254,6 +254,10 @@ function onUpstreamControl(text) {
     else states.set(msg.surface, msg);
     view?.setState(msg);
     for (const d of openDownstreams()) sendDown(d, msg);
+  } else if (msg.type === 'diagnosis' && msg.peer !== undefined) {
+    // About one of our viewers' connections to us: passed on to that viewer alone (§10).
+    const d = downstreams.get(msg.peer);
+    if (d !== undefined) sendDown(d, { type: 'diagnosis', verdict: msg.verdict, reasons: msg.reasons, figures: msg.figures });
   } else if (msg.type === 'diagnosis') {
     // About this relay's own connection upstream: shown here, not passed on.
     upStats.diagnosis = msg;

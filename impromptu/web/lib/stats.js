@@ -68,10 +68,10 @@ export const VERDICT_TEXT = Object.freeze({
   desktop: 'The desktop machine',
 });
 export const WAITING_TEXT = 'waiting for the desktop';
-/** Behind a relay no diagnosis comes (§10 has the desktop judge the connections it serves): what a page says. */
-export const RELAYED_TEXT = 'not judged behind a relay';
-export const RELAYED_REASON =
-  'The desktop judges the connections it serves itself; this page’s figures reach it through the relay.';
+/** Behind a relay the desktop judges this page's connection to the relay from the figures the relay passes up, and
+ * the relay passes the verdict back down (§10): until it arrives, what a page says. */
+export const RELAYED_TEXT = 'waiting for the desktop, through the relay';
+export const RELAYED_REASON = 'This page’s figures reach the desktop through its relay, and the verdict comes back the same way.';
 
 const defaultNow = () => (globalThis.performance ? globalThis.performance.now() : Date.now());
 
