@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -57,3 +58,34 @@ def test_a_bad_metrics_token_is_one_line_and_status_2() -> None:
     result = impromptu("share", "--display", ":99", "--metrics-token", "short")
     assert result.returncode == 2
     assert_one_line_error(result, "--metrics-token")
+
+
+def test_status_watch_prints_every_second_until_ctrl_c(xvfb_display: str) -> None:
+    with run_desktop("share", "--display", xvfb_display, *desktop_args()) as desktop:
+        watcher = subprocess.Popen(
+            [*IMPROMPTU, "status", "-", "--watch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert watcher.stdin is not None and watcher.stdout is not None
+            watcher.stdin.write(desktop.url + "\n")
+            watcher.stdin.close()
+            headers = 0
+            for line in watcher.stdout:
+                headers += line.startswith("surface")
+                if headers == 2:
+                    break
+            assert headers == 2, "status --watch did not print twice"
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(timeout=10) == 0
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+            for stream in (watcher.stdout, watcher.stderr):
+                if stream is not None:
+                    stream.close()
