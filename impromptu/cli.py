@@ -343,11 +343,7 @@ def probe(
     _setup_logging(verbose)
     try:
         url = _link_text(url)
-        try:
-            ice = IcePolicy(addresses=tuple(ice_address or ()), servers=tuple(ice_server or ()))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        report = asyncio.run(run_probe(url, seconds, ice, _pinned(tls_fingerprint)))
+        report = asyncio.run(run_probe(url, seconds, _ice(ice_address, ice_server), _pinned(tls_fingerprint)))
     except ValueError as exc:
         _fail(UsageError(str(exc)))
     except ImpromptuError as exc:
@@ -503,7 +499,7 @@ def relay(
                 raise UsageError(f"--bind {address!r} is not an IP address") from None
         try:
             link = ViewerLink.parse(url)
-            ice = IcePolicy(addresses=tuple(bind or ()), servers=tuple(ice_server or ()))
+            ice = _ice(bind, ice_server)  # the relay's host candidates: the interfaces it serves viewers on
             options = RelayOptions(max_viewers=max_viewers, ice=ice, ssl_context=_pinned(tls_fingerprint))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc

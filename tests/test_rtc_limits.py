@@ -3,7 +3,6 @@ before aiortc assembles more than a few megabytes of it; honest messages up to t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,13 @@ from typing import Any
 import pytest
 
 from impromptu.files.folder import TransferFolder
-from impromptu.files.wire import LABEL, ChannelReader, send_json
+from impromptu.files.wire import send_json
 from impromptu.link import ViewerLink
 from impromptu.rtc.limits import MAX_REASSEMBLY
 from impromptu.rtc.viewer import DesktopConnection
 from tests.harness import wait_until
 from tests.pyviewer import LOOPBACK, link, sharing
+from tests.test_files_session import raw_channel
 
 
 @pytest.fixture
@@ -30,17 +30,8 @@ async def conn(xvfb_display: str, tmp_path: Path) -> AsyncIterator[DesktopConnec
             await c.close()
 
 
-async def open_file_channel(conn: DesktopConnection) -> ChannelReader:
-    channel = conn.pc.createDataChannel(LABEL, ordered=True)
-    reader = ChannelReader(channel)
-    opened = asyncio.Event()
-    channel.on("open", opened.set)
-    await asyncio.wait_for(opened.wait(), 10)
-    return reader
-
-
 async def test_an_oversized_message_aborts_the_connection(conn: DesktopConnection) -> None:
-    reader = await open_file_channel(conn)
+    reader = await raw_channel(conn)
     answers: list[Any] = []
     send_json(reader.channel, {"type": "upload", "id": "cd" * 16, "name": "x.bin", "size": 1 << 30})
     answers.append(await reader.next_text())

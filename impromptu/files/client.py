@@ -12,6 +12,8 @@ import hashlib
 import logging
 import os
 import secrets
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,46 +95,42 @@ async def download(conn: DesktopConnection, name: str, destination: Path, *, pro
     replaced only once the new one is complete and verified). ``ChannelClosed`` if the connection dropped: call
     again to resume from what arrived. ``FileTransferError`` if the desktop refused or the data did not match."""
     partial = destination.with_name(f".{destination.name}.impromptu-part")
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "r+b") as file:
-            held = file.seek(0, os.SEEK_END)
-            reader = await _open(conn)
-            channel = reader.channel
-            try:
-                send_json(channel, {"type": "download", "name": name, "offset": held})
-                header = await _answer(reader, "file")
-                size = header.get("size")
-                if not isinstance(size, int) or isinstance(size, bool) or size < held:
-                    raise ProtocolError("the desktop announced an impossible size")
-                digest = hashlib.sha256()
-                file.seek(0)
-                _hash_head(file, held, digest)
-                received = held
-                progress(received, size)
-                while True:
-                    message = await reader.next()
-                    if isinstance(message, bytes):
-                        received += len(message)
-                        if received > size:
-                            raise ProtocolError("the desktop sent more than the file's size")
-                        file.write(message)
-                        digest.update(message)
-                        progress(received, size)
-                        continue
-                    _raise_if_error(message)
-                    if message["type"] != "end":
-                        raise ProtocolError(f"unexpected {message['type'][:40]!r} during a download")
-                    break
-                if received != size or message.get("sha256") != digest.hexdigest():
-                    os.unlink(partial)
-                    raise FileTransferError(f"{name} arrived damaged (size or SHA-256 mismatch); nothing was saved")
-                file.flush()
-                os.fsync(file.fileno())
-            finally:
-                await close_when_sent(channel)
-    finally:
-        pass
+    with os.fdopen(os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+b") as file:
+        held = file.seek(0, os.SEEK_END)
+        reader = await _open(conn)
+        channel = reader.channel
+        try:
+            send_json(channel, {"type": "download", "name": name, "offset": held})
+            header = await _answer(reader, "file")
+            size = header.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < held:
+                raise ProtocolError("the desktop announced an impossible size")
+            digest = hashlib.sha256()
+            file.seek(0)
+            _hash_head(file, held, digest)
+            received = held
+            progress(received, size)
+            while True:
+                message = await reader.next()
+                if isinstance(message, bytes):
+                    received += len(message)
+                    if received > size:
+                        raise ProtocolError("the desktop sent more than the file's size")
+                    file.write(message)
+                    digest.update(message)
+                    progress(received, size)
+                    continue
+                _raise_if_error(message)
+                if message["type"] != "end":
+                    raise ProtocolError(f"unexpected {message['type'][:40]!r} during a download")
+                break
+            if received != size or message.get("sha256") != digest.hexdigest():
+                os.unlink(partial)
+                raise FileTransferError(f"{name} arrived damaged (size or SHA-256 mismatch); nothing was saved")
+            file.flush()
+            os.fsync(file.fileno())
+        finally:
+            await close_when_sent(channel)
     os.replace(partial, destination)
     return destination
 
@@ -211,9 +209,6 @@ class ProgressLine:
     """``name  42%  12.5 MB/s  ETA 0:07`` on a terminal (redrawn in place), or a line every 10 % otherwise."""
 
     def __init__(self, name: str, out: Any = None) -> None:
-        import sys
-        import time
-
         self._name = name if len(name) <= 40 else name[:39] + "…"
         self._out = out or sys.stderr
         self._tty = bool(getattr(self._out, "isatty", lambda: False)())
