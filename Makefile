@@ -2,6 +2,8 @@
 #
 #   make demo    install what is missing, then share an xterm (prints the URL to open)
 #   make test    install what is missing, then lint + pytest + node --test (what CI runs)
+#   make images-test  build the container images with podman, run compose/docker-compose.yml, drive it in
+#                Chromium (CI runs it after `make test`)
 #
 # Package installation runs apt-get only for packages that are missing, through sudo unless already root, and
 # never asks questions, so `make test` works unattended as root on a fresh Debian 12.
@@ -28,6 +30,16 @@ RUN_PACKAGES := xvfb xterm x11-xserver-utils xauth ffmpeg fonts-dejavu-core
 # Added for the tests: Debian's Chromium at /usr/bin/chromium, driven by playwright (never `playwright install`),
 # whose bundled Node.js driver needs libatomic1; procps for pgrep.
 TEST_PACKAGES := $(RUN_PACKAGES) chromium procps libatomic1
+
+# Container images: podman builds them (no Docker engine needed), from this Debian base, never pulled.
+PODMAN_BASE := docker.io/library/debian:bookworm-slim
+IMAGES := base xterm firefox
+# Beside the checkout on CI machines and here: installs podman and makes $(PODMAN_BASE) without a registry.
+OCI_SETUP := ../shared/tools/oci-setup
+# `make images-test` also needs iproute2 (`ip`, for the test's own network namespace), and podman-compose 1.0.6 or
+# later, installed in the venv: Debian 12's 1.0.3 cannot run services with host networking.
+IMAGES_TEST_PACKAGES := $(TEST_PACKAGES) iproute2
+PODMAN_COMPOSE := $(BIN)/podman-compose
 
 # $(call install-missing,PACKAGES,NEED_NODE): one `apt-get update` and one `apt-get install` for whatever is
 # missing among PACKAGES, plus python3/python3-venv when no venv can be made, plus nodejs when NEED_NODE is set
@@ -60,6 +72,7 @@ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-rec
 endef
 
 .PHONY: help deps deps-run deps-test venv demo test lint pytest jstest bench load clean distclean
+.PHONY: podman-ready images images-test deps-images-test
 
 help:
 	@echo "make demo       install what is missing, then share an xterm: impromptu vdisplay run -- xterm"
@@ -67,6 +80,8 @@ help:
 	@echo "make lint       ruff check + mypy"
 	@echo "make bench      run the benchmarks in bench/ and print a table"
 	@echo "make load       20 probe viewers for 60 s, killed and rejoined at random: frame loss, desktop RSS"
+	@echo "make images     build the container images impromptu-{base,xterm,firefox} with podman"
+	@echo "make images-test  (root) build them, run compose/docker-compose.yml, drive it in Chromium"
 	@echo "make deps       install missing Debian packages (deps-run: for demo; deps-test: also for tests)"
 	@echo "make venv       create $(VENV) with impromptu installed editable, with test extras"
 	@echo "make clean      remove caches; make distclean also removes $(VENV)"
@@ -110,6 +125,33 @@ bench: deps-test venv
 # Not part of `test` or `bench`: a minute and a bit that saturates a small machine.
 load: deps-test venv
 	$(BIN)/python bench/load.py
+
+# podman, and the Debian base image, are all the builds need; OCI_SETUP provides both where it exists.
+podman-ready:
+	@if ! command -v podman >/dev/null 2>&1 || ! podman image exists $(PODMAN_BASE); then \
+		if [ -x $(OCI_SETUP) ]; then $(OCI_SETUP); \
+		else echo "make images needs podman and the local image $(PODMAN_BASE) (no registry: --pull=never)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+# --format docker: podman's default OCI format would drop the HEALTHCHECK.
+images: podman-ready
+	for target in $(IMAGES); do \
+		podman build --pull=never --format docker -f images/Dockerfile --target $$target -t impromptu-$$target . ; \
+	done
+
+# Not part of `test`: the images (a few minutes the first time), then compose up in a network namespace of the
+# test's own, Chromium on the lobby and both desktops, and compose down whatever happens: images/test.sh.
+images-test: deps-images-test podman-ready venv images
+	@$(PODMAN_COMPOSE) version >/dev/null 2>&1 || \
+		$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off 'podman-compose>=1.0.6'
+	PODMAN_COMPOSE=$(PODMAN_COMPOSE) images/test.sh
+
+deps-images-test:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make images-test runs as root (rootful podman, its own network namespace)" >&2; \
+		exit 1; }
+	@$(call install-missing,$(IMAGES_TEST_PACKAGES),)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

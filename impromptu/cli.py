@@ -7,7 +7,11 @@ import ipaddress
 import json
 import logging
 import os
+import re
+import secrets
+import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +19,24 @@ import aiohttp
 import typer
 from typer.core import TyperCommand
 
+from impromptu import health
 from impromptu.errors import ImpromptuError, UsageError
 from impromptu.relay.session import DEFAULT_MAX_VIEWERS as DEFAULT_RELAY_VIEWERS
 from impromptu.relay.session import MAX_VIEWERS as MAX_RELAY_VIEWERS
 from impromptu.rtc import IcePolicy
-from impromptu.runner import FilesOptions, RunOptions, run_share, run_vdisplay
+from impromptu.rtc.ice import parse_port_range
+from impromptu.runner import (
+    FilesOptions,
+    JoinOptions,
+    RunOptions,
+    SignalOptions,
+    parse_bind,
+    run_share,
+    run_signal,
+    run_vdisplay,
+)
 from impromptu.session import MAX_PEERS
+from impromptu.signaling import SignalUrl
 
 app = typer.Typer(
     help="Instant shared desktops: share an X display or app to any browser, peer to peer.",
@@ -34,14 +50,45 @@ vdisplay_app = typer.Typer(
 )
 app.add_typer(vdisplay_app, name="vdisplay")
 
-SizeOpt = Annotated[str, typer.Option("--size", metavar="WxH", help="Virtual screen size, WIDTHxHEIGHT.")]
-FpsOpt = Annotated[int, typer.Option("--fps", metavar="N", help="Maximum frames per second.", min=1, max=120)]
+SizeOpt = Annotated[
+    str, typer.Option("--size", metavar="WxH", envvar="IMPROMPTU_SIZE", help="Virtual screen size, WIDTHxHEIGHT.")
+]
+FpsOpt = Annotated[
+    int,
+    typer.Option("--fps", metavar="N", envvar="IMPROMPTU_FPS", help="Maximum frames per second.", min=1, max=120),
+]
 BindOpt = Annotated[
-    str, typer.Option("--bind", metavar="HOST:PORT", help="HOST:PORT of the page and signaling server.")
+    str,
+    typer.Option(
+        "--bind", metavar="HOST:PORT", envvar="IMPROMPTU_BIND", help="HOST:PORT of the page and signaling server."
+    ),
 ]
 IceAddressOpt = Annotated[
     list[str] | None,
-    typer.Option("--ice-address", metavar="ADDR", help="Offer ICE host candidates on this address only (repeatable)."),
+    typer.Option(
+        "--ice-address",
+        metavar="ADDR",
+        envvar="IMPROMPTU_ICE_ADDRESS",
+        help="Offer ICE host candidates on this address only (repeatable).",
+    ),
+]
+IcePortsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ice-ports",
+        metavar="MIN-MAX",
+        envvar="IMPROMPTU_ICE_PORTS",
+        help="Bind ICE host candidates to UDP ports in this range only (e.g. ports published by a container).",
+    ),
+]
+IcePublicAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ice-public-address",
+        metavar="ADDR",
+        envvar="IMPROMPTU_ICE_PUBLIC_ADDRESS",
+        help="Also advertise ICE host candidates on ADDR, same ports (1:1 NAT: a container's published ports).",
+    ),
 ]
 IceServerOpt = Annotated[
     list[str] | None,
@@ -49,8 +96,14 @@ IceServerOpt = Annotated[
         "--ice-server", metavar="URL", help="A STUN server (stun:HOST:PORT) to use (repeatable). Default: none."
     ),
 ]
-TlsCertOpt = Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", help="PEM certificate for HTTPS.")]
-TlsKeyOpt = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="PEM private key for HTTPS.")]
+TlsCertOpt = Annotated[
+    Path | None,
+    typer.Option("--tls-cert", metavar="FILE", envvar="IMPROMPTU_TLS_CERT", help="PEM certificate for HTTPS."),
+]
+TlsKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--tls-key", metavar="FILE", envvar="IMPROMPTU_TLS_KEY", help="PEM private key for HTTPS."),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens to stderr.")]
 OneControllerOpt = Annotated[
     bool,
@@ -141,7 +194,61 @@ MaxFileSizeOpt = Annotated[
     typer.Option("--max-file-size", metavar="SIZE", help="Largest upload accepted: bytes, or with K, M, G or T."),
 ]
 
+SignalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signal",
+        metavar="URL",
+        envvar="IMPROMPTU_SIGNAL",
+        help="Join this `impromptu signal` server (and its lobby) instead of serving the page here: "
+        "http(s)://HOST:PORT, with its token as #token=T or --signal-token.",
+    ),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--name", metavar="NAME", envvar="IMPROMPTU_NAME", help="This desktop's name in the lobby (with --signal)."
+    ),
+]
+SignalTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signal-token", metavar="T", envvar="IMPROMPTU_TOKEN", help="The --signal server's token.", show_default=False
+    ),
+]
+PublishLinksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--publish-links",
+        envvar="IMPROMPTU_PUBLISH_LINKS",
+        help="Hand this desktop's links to the lobby, so one click there opens it: whoever has the lobby's token "
+        "(and whoever runs the signaling server) can then view and control it.",
+    ),
+]
+NoThumbnailOpt = Annotated[
+    bool,
+    typer.Option("--no-thumbnail", envvar="IMPROMPTU_NO_THUMBNAIL", help="Send the lobby no picture of the desktop."),
+]
+HealthFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--health-file",
+        metavar="FILE",
+        envvar="IMPROMPTU_HEALTH_FILE",
+        help="Rewrite FILE every 5 s while healthy, for `impromptu health` (container health checks).",
+    ),
+]
+SignalFingerprintOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-fingerprint",
+        metavar="SHA256",
+        help="With an https --signal server: trust its certificate if it has this SHA-256 fingerprint.",
+    ),
+]
+
 _WINDOW_OPTIONS = ("--window", "--window-title", "--window-class")
+DEFAULT_BIND = "127.0.0.1:8080"
 
 
 class _WindowOrder(TyperCommand):
@@ -175,10 +282,18 @@ def _options(
     window_order: tuple[str, ...] = (),
     files: FilesOptions | None = None,
     metrics_token: str | None = None,
+    join: JoinOptions | None = None,
+    health_file: Path | None = None,
+    ice_ports: str | None = None,
+    ice_public_address: str | None = None,
 ) -> RunOptions:
     return RunOptions.parse(
+        ice_ports=ice_ports,
+        ice_public_address=ice_public_address,
         files=files,
         metrics_token=metrics_token,
+        join=join,
+        health_file=health_file,
         window_order=window_order,
         window_ids=tuple(window or ()),
         window_titles=tuple(window_title or ()),
@@ -198,6 +313,37 @@ def _files(folder: Path | None, no_files: bool, viewers_upload: bool, max_file_s
     if no_files and (folder is not None or viewers_upload):
         raise UsageError("--no-files cannot be combined with --files or --viewers-upload")
     return FilesOptions(folder, not no_files, viewers_upload, FilesOptions.parse_size(max_file_size))
+
+
+def _join(
+    signal: str | None,
+    name: str | None,
+    token: str | None,
+    publish_links: bool,
+    no_thumbnail: bool,
+    tls_fingerprint: str | None,
+    default_name: str,
+    own_server: Mapping[str, object],
+) -> JoinOptions | None:
+    """``--signal`` and its options, checked together. ``own_server``: the options of a desktop's own server, by
+    name, that were given (not ``None``) — meaningless with ``--signal``."""
+    if signal is None:
+        for option, given in (
+            ("--name", name),
+            ("--publish-links", publish_links),
+            ("--tls-fingerprint", tls_fingerprint),
+        ):
+            if given:
+                raise UsageError(f"{option} goes with --signal URL")
+        return None
+    for option, value in own_server.items():
+        if value is not None:
+            raise UsageError(f"{option} is for a desktop serving its own page: with --signal, the signal server does")
+    url = SignalUrl.parse(signal)
+    token = token or url.token
+    if not token:
+        raise UsageError("--signal needs the server's token: --signal-token T, IMPROMPTU_TOKEN, or URL/#token=T")
+    return JoinOptions(url, token, name or default_name, publish_links, not no_thumbnail, _pinned(tls_fingerprint))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -226,9 +372,11 @@ def vdisplay_run(
     ],
     size: SizeOpt = "1280x800",
     fps: FpsOpt = 30,
-    bind: BindOpt = "127.0.0.1:8080",
+    bind: BindOpt = DEFAULT_BIND,
     ice_address: IceAddressOpt = None,
     ice_server: IceServerOpt = None,
+    ice_ports: IcePortsOpt = None,
+    ice_public_address: IcePublicAddressOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     one_controller: OneControllerOpt = False,
@@ -241,6 +389,13 @@ def vdisplay_run(
     viewers_upload: ViewersUploadOpt = False,
     max_file_size: MaxFileSizeOpt = "4G",
     metrics_token: MetricsTokenOpt = None,
+    signal: SignalOpt = None,
+    name: NameOpt = None,
+    signal_token: SignalTokenOpt = None,
+    publish_links: PublishLinksOpt = False,
+    no_thumbnail: NoThumbnailOpt = False,
+    tls_fingerprint: SignalFingerprintOpt = None,
+    health_file: HealthFileOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status.
@@ -248,6 +403,10 @@ def vdisplay_run(
     With --window options, waits for COMMAND's own windows to be mapped and shares those only."""
     _setup_logging(verbose)
     try:
+        default_name = f"{Path(command[0]).name} on {socket.gethostname()}" if command else socket.gethostname()
+        own = {"--bind": None if bind == DEFAULT_BIND else bind, "--tls-cert": tls_cert, "--tls-key": tls_key}
+        own["--metrics-token"] = metrics_token
+        join = _join(signal, name, signal_token, publish_links, no_thumbnail, tls_fingerprint, default_name, own)
         options = _options(
             fps,
             bind,
@@ -263,6 +422,10 @@ def vdisplay_run(
             ctx.meta.get("window_order", ()),
             _files(files, no_files, viewers_upload, max_file_size),
             metrics_token,
+            join,
+            health_file,
+            ice_ports=ice_ports,
+            ice_public_address=ice_public_address,
         )
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
@@ -278,9 +441,11 @@ def share(
         str | None, typer.Option("--display", metavar=":N", help="The X display to share. Default: $DISPLAY.")
     ] = None,
     fps: FpsOpt = 30,
-    bind: BindOpt = "127.0.0.1:8080",
+    bind: BindOpt = DEFAULT_BIND,
     ice_address: IceAddressOpt = None,
     ice_server: IceServerOpt = None,
+    ice_ports: IcePortsOpt = None,
+    ice_public_address: IcePublicAddressOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     one_controller: OneControllerOpt = False,
@@ -293,6 +458,13 @@ def share(
     viewers_upload: ViewersUploadOpt = False,
     max_file_size: MaxFileSizeOpt = "4G",
     metrics_token: MetricsTokenOpt = None,
+    signal: SignalOpt = None,
+    name: NameOpt = None,
+    signal_token: SignalTokenOpt = None,
+    publish_links: PublishLinksOpt = False,
+    no_thumbnail: NoThumbnailOpt = False,
+    tls_fingerprint: SignalFingerprintOpt = None,
+    health_file: HealthFileOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Share an existing X display until Ctrl-C, or only some of its windows (--window…): then until Ctrl-C or
@@ -302,6 +474,10 @@ def share(
         target = display or os.environ.get("DISPLAY")
         if not target:
             raise UsageError("no display to share: pass --display :N or set DISPLAY")
+        default_name = f"{socket.gethostname()} {target}"
+        own = {"--bind": None if bind == DEFAULT_BIND else bind, "--tls-cert": tls_cert, "--tls-key": tls_key}
+        own["--metrics-token"] = metrics_token
+        join = _join(signal, name, signal_token, publish_links, no_thumbnail, tls_fingerprint, default_name, own)
         options = _options(
             fps,
             bind,
@@ -317,11 +493,68 @@ def share(
             ctx.meta.get("window_order", ()),
             _files(files, no_files, viewers_upload, max_file_size),
             metrics_token,
+            join,
+            health_file,
+            ice_ports=ice_ports,
+            ice_public_address=ice_public_address,
         )
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:
         _fail(exc)
     _exit_with(code)
+
+
+@app.command("signal")
+def signal_server(
+    bind: BindOpt = DEFAULT_BIND,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="T",
+            envvar="IMPROMPTU_TOKEN",
+            help="The token the lobby and joining desktops must present (8 to 256 printable ASCII characters). "
+            "Default: a new one, printed in the lobby's address.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    health_file: HealthFileOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a standalone signaling and page server with a lobby of the desktops that join it
+    (`impromptu vdisplay run --signal URL --name NAME -- APP`). It relays only SDP: streams go peer to peer."""
+    _setup_logging(verbose)
+    try:
+        host, port = parse_bind(bind)
+        if token is None:
+            token = secrets.token_urlsafe(16)
+        elif not re.fullmatch(r"[\x21-\x7e]{8,256}", token):
+            raise UsageError("--token: 8 to 256 printable ASCII characters without spaces")
+        code = asyncio.run(run_signal(SignalOptions(host, port, token, tls_cert, tls_key, health_file)))
+    except ImpromptuError as exc:
+        _fail(exc)
+    _exit_with(code)
+
+
+@app.command("health")
+def health_check(
+    health_file: Annotated[
+        Path | None,
+        typer.Option("--file", metavar="FILE", envvar="IMPROMPTU_HEALTH_FILE", help="The heartbeat file to check."),
+    ] = None,
+) -> None:
+    """Exit 0 if the impromptu process writing FILE (its --health-file) is healthy, else 1 with the reason."""
+    if health_file is None:
+        _fail(UsageError("no heartbeat file to check: pass --file FILE or set IMPROMPTU_HEALTH_FILE"))
+        return
+    problem = health.check(health_file)
+    if problem is not None:
+        typer.echo(f"impromptu: unhealthy: {problem}", err=True)
+        _exit_with(1)
+    typer.echo("healthy")
+    _exit_with(0)
 
 
 @app.command("probe")
@@ -440,9 +673,19 @@ def fetch(
     _exit_with(0)
 
 
-def _ice(addresses: list[str] | None, servers: list[str] | None) -> IcePolicy:
+def _ice(
+    addresses: list[str] | None,
+    servers: list[str] | None,
+    ports: str | None = None,
+    public_address: str | None = None,
+) -> IcePolicy:
     try:
-        return IcePolicy(addresses=tuple(addresses or ()), servers=tuple(servers or ()))
+        return IcePolicy(
+            addresses=tuple(addresses or ()),
+            servers=tuple(servers or ()),
+            ports=None if ports is None else parse_port_range(ports),
+            public_address=public_address,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -481,6 +724,8 @@ def relay(
         ),
     ] = None,
     ice_server: IceServerOpt = None,
+    ice_ports: IcePortsOpt = None,
+    ice_public_address: IcePublicAddressOpt = None,
     tls_fingerprint: TlsFingerprintOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -499,7 +744,8 @@ def relay(
                 raise UsageError(f"--bind {address!r} is not an IP address") from None
         try:
             link = ViewerLink.parse(url)
-            ice = _ice(bind, ice_server)  # the relay's host candidates: the interfaces it serves viewers on
+            # The relay's host candidates: the interfaces (and ports) it serves viewers on.
+            ice = _ice(bind, ice_server, ice_ports, ice_public_address)
             options = RelayOptions(max_viewers=max_viewers, ice=ice, ssl_context=_pinned(tls_fingerprint))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc

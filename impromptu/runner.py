@@ -13,20 +13,23 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from impromptu import health
 from impromptu.control import ControlMode
 from impromptu.display import App, WindowInfo, WindowSelector, Xvfb, find_windows, parse_size, wait_for_window
 from impromptu.errors import AppError, ImpromptuError, UsageError
 from impromptu.files.folder import PART_RE, TransferFolder
 from impromptu.link import LinkKeys
 from impromptu.rtc import IcePolicy
-from impromptu.rtc.ice import lan_addresses
+from impromptu.rtc.ice import lan_addresses, parse_port_range
 from impromptu.session import MAX_PEERS, ShareOptions, ShareSession, in_daemon_thread
-from impromptu.signaling import SignalingServer
+from impromptu.signaling import DesktopSignaling, RemoteSignaling, SignalingServer, SignalUrl
 from impromptu.stats.report import prometheus
 from impromptu.tls import server_ssl_context
 
@@ -92,6 +95,31 @@ def transfer_folder(options: FilesOptions) -> Iterator[TransferFolder | None]:
 
 
 @dataclass(frozen=True)
+class JoinOptions:
+    """``--signal URL``: join a standalone signaling server (docs/protocol.md §11) instead of serving one."""
+
+    url: SignalUrl
+    token: str
+    name: str
+    publish_links: bool = False
+    thumbnail: bool = True
+    fingerprint: Any = None
+    """An ``aiohttp.Fingerprint`` to trust an https server by (``--tls-fingerprint``), or ``None``."""
+
+
+@dataclass(frozen=True)
+class SignalOptions:
+    """``impromptu signal``."""
+
+    host: str
+    port: int
+    token: str
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    health_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     host: str
     port: int
@@ -107,6 +135,8 @@ class RunOptions:
     files: FilesOptions = field(default_factory=lambda: FilesOptions())
     metrics_token: str | None = None
     """``/metrics``'s bearer token; ``None``: derived from the link's control key."""
+    join: JoinOptions | None = None
+    health_file: Path | None = None
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -133,10 +163,19 @@ class RunOptions:
         window_order: tuple[str, ...] = (),
         files: FilesOptions | None = None,
         metrics_token: str | None = None,
+        join: JoinOptions | None = None,
+        health_file: Path | None = None,
+        ice_ports: str | None = None,
+        ice_public_address: str | None = None,
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
-            ice = IcePolicy(addresses=ice_addresses, servers=ice_servers)
+            ice = IcePolicy(
+                addresses=ice_addresses,
+                servers=ice_servers,
+                ports=None if ice_ports is None else parse_port_range(ice_ports),
+                public_address=ice_public_address,
+            )
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         control = ControlMode.ONE if one_controller else ControlMode.SHARED
@@ -164,6 +203,8 @@ class RunOptions:
             windows,
             files or FilesOptions(),
             metrics_token,
+            join,
+            health_file,
         )
 
 
@@ -227,9 +268,11 @@ def _url_host(host: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _serving(options: RunOptions) -> AsyncIterator[SignalingServer]:
-    ssl_context, fingerprint = server_ssl_context(options.host, options.tls_cert, options.tls_key)
-    server = SignalingServer(options.host, options.port, ssl_context)
+async def _serving(
+    host: str, port: int, tls_cert: Path | None, tls_key: Path | None, lobby_token: str | None = None
+) -> AsyncIterator[SignalingServer]:
+    ssl_context, fingerprint = server_ssl_context(host, tls_cert, tls_key)
+    server = SignalingServer(host, port, ssl_context, lobby_token)
     await server.start()
     try:
         if fingerprint:
@@ -237,6 +280,31 @@ async def _serving(options: RunOptions) -> AsyncIterator[SignalingServer]:
         yield server
     finally:
         await server.stop()
+
+
+@dataclass
+class _Signaling:
+    """Where a desktop signals: its own embedded server, or its seat on a standalone one."""
+
+    seat: DesktopSignaling
+    page: str
+    """The operator page's address: links are this plus ``#c=…``."""
+    server: SignalingServer | None = None
+    remote: RemoteSignaling | None = None
+
+
+@contextlib.asynccontextmanager
+async def _signaling(options: RunOptions) -> AsyncIterator[_Signaling]:
+    if options.join is None:
+        async with _serving(options.host, options.port, options.tls_cert, options.tls_key) as server:
+            yield _Signaling(server, f"{server.scheme}://{_url_host(options.host)}:{server.port}/", server=server)
+        return
+    join = options.join
+    remote = RemoteSignaling(join.url, join.token, join.name, ssl=join.fingerprint)
+    try:
+        yield _Signaling(remote, join.url.page, remote=remote)
+    finally:
+        await remote.close()
 
 
 class _StopSignals:
@@ -264,12 +332,15 @@ class _StopSignals:
 
 
 async def _share_until(
-    server: SignalingServer, display: str, options: RunOptions, app: App | None, stops: _StopSignals
+    signaling: _Signaling, display: str, options: RunOptions, app: App | None, stops: _StopSignals
 ) -> int:
     keys = LinkKeys.generate()
+    remote = signaling.remote
+    if remote is not None and options.join is not None and options.join.publish_links:
+        remote.links = {"control": keys.control_fragment(), "view": keys.view_fragment()}
     app_wait: asyncio.Task[int] | None = None
     session: ShareSession | None = None
-    stack = contextlib.ExitStack()
+    stack = contextlib.AsyncExitStack()
     try:
         windows: tuple[WindowInfo, ...] = ()
         if options.windows:
@@ -299,7 +370,7 @@ async def _share_until(
         session = ShareSession(
             display,
             keys,
-            server,
+            signaling.seat,
             ShareOptions(
                 fps=options.fps,
                 ice=options.ice,
@@ -319,18 +390,32 @@ async def _share_until(
             raise
         finally:
             stops.interruptible = None
-        base = f"{server.scheme}://{_url_host(options.host)}:{server.port}/"
+        page = signaling.page
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
         if folder is not None:
             print(f"impromptu: files: uploads go to {folder.path}", file=sys.stderr, flush=True)
-        token = options.metrics_token or keys.metrics_token()
         sharing = session
-        server.serve_metrics(lambda: prometheus(sharing.stats_snapshot()), token)
-        stack.callback(server.serve_metrics, None)
-        print(f"impromptu: metrics: {base}metrics (Authorization: Bearer {token})", file=sys.stderr, flush=True)
-        print(f"Operator link: {base}#{keys.control_fragment()}", flush=True)
-        print(f"View-only link: {base}#{keys.view_fragment()}", flush=True)
+        server = signaling.server
+        if server is not None:
+            token = options.metrics_token or keys.metrics_token()
+            server.serve_metrics(lambda: prometheus(sharing.stats_snapshot()), token)
+            stack.callback(server.serve_metrics, None)
+            print(f"impromptu: metrics: {page}metrics (Authorization: Bearer {token})", file=sys.stderr, flush=True)
+        if remote is not None:
+            assert options.join is not None
+            _report_to_lobby(remote, session, options.join.thumbnail)
+            published = " (its links published to the lobby)" if remote.links else ""
+            print(
+                f"impromptu: signaling: joining {remote.url.base} as {options.join.name!r}{published}",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(f"Operator link: {page}#{keys.control_fragment()}", flush=True)
+        print(f"View-only link: {page}#{keys.view_fragment()}", flush=True)
+        await stack.enter_async_context(health.heartbeat(options.health_file, partial(_health, signaling, session)))
         waiters: set[asyncio.Future[Any]] = {stops.received, session.failed, session.ended}
+        if remote is not None:
+            waiters.add(remote.refused)
         if app is not None:
             if app_wait is None:
                 app_wait = asyncio.ensure_future(app.wait())
@@ -340,6 +425,10 @@ async def _share_until(
             return stops.received.result()
         if session.failed.done():
             raise ImpromptuError(f"sharing stopped: {session.failed.result()}")
+        if remote is not None and remote.refused.done():
+            raise ImpromptuError(
+                f"the signaling server at {remote.url.base} refused this desktop: {remote.refused.result()}"
+            )
         if session.ended.done() and not (app_wait is not None and app_wait.done()):
             # Every shared window was closed: nothing is left to share, which is a normal end (status 0).
             print(f"impromptu: {session.ended.result()}; sharing ended", file=sys.stderr, flush=True)
@@ -353,13 +442,64 @@ async def _share_until(
             app_wait.cancel()
         if session is not None:
             await session.stop()
-        stack.close()
+        await stack.aclose()
+
+
+def _report_to_lobby(remote: RemoteSignaling, session: ShareSession, thumbnails: bool) -> None:
+    """What the desktop tells a standalone server's lobby about itself (docs/protocol.md §11)."""
+    started = time.monotonic()
+
+    def status() -> dict[str, Any]:
+        first = next(iter(session.surfaces.values()))
+        return {
+            "width": first.config["width"],
+            "height": first.config["height"],
+            "viewers": session.viewers,
+            "uptime": round(time.monotonic() - started),
+            "surfaces": len(session.surfaces),
+        }
+
+    remote.status = status
+    if thumbnails:
+        remote.thumbnail = session.thumbnail
+
+
+def _health(signaling: _Signaling, session: ShareSession) -> dict[str, Any]:
+    state: dict[str, Any] = {"ok": not session.failed.done(), "viewers": session.viewers}
+    if signaling.remote is not None:
+        state["signaling"] = "connected" if signaling.remote.connected.is_set() else "reconnecting"
+    if session.failed.done():
+        state["problem"] = str(session.failed.result())
+    return state
+
+
+async def run_signal(options: SignalOptions) -> int:
+    """``impromptu signal``: the standalone page and signaling server with its lobby, until Ctrl-C or SIGTERM."""
+    stops = _StopSignals()
+    try:
+        async with _serving(options.host, options.port, options.tls_cert, options.tls_key, options.token) as server:
+            base = f"{server.scheme}://{_url_host(options.host)}:{server.port}"
+            lobby = server.lobby
+            assert lobby is not None
+            print(f"Lobby: {base}/#token={options.token}", flush=True)
+            print(
+                f"impromptu: desktops join with: impromptu vdisplay run --signal '{base}/#token={options.token}' "
+                "--name NAME -- APP",
+                file=sys.stderr,
+                flush=True,
+            )
+            beat = health.heartbeat(options.health_file, lambda: {"ok": True, "desktops": len(lobby.cards)})
+            async with beat:
+                code = await stops.received
+            return 0 if code == 128 + signal.SIGINT else code
+    finally:
+        stops.close()
 
 
 async def run_vdisplay(options: RunOptions, size: tuple[int, int], command: list[str]) -> int:
     stops = _StopSignals()
     try:
-        async with _serving(options) as server:
+        async with _signaling(options) as server:
             xvfb = Xvfb(size)
             await asyncio.to_thread(xvfb.start)
             try:
@@ -378,7 +518,7 @@ async def run_vdisplay(options: RunOptions, size: tuple[int, int], command: list
 async def run_share(options: RunOptions, display: str) -> int:
     stops = _StopSignals()
     try:
-        async with _serving(options) as server:
+        async with _signaling(options) as server:
             code = await _share_until(server, display, options, None, stops)
             return 0 if code == 128 + signal.SIGINT else code
     finally:

@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 from aiortc import RTCDataChannel
 
 from impromptu.capture import FrameSource, open_screen_source, open_window_source
+from impromptu.capture.base import Frame
 from impromptu.control import ControlFloor, ControlMode
 from impromptu.display.windows import WindowInfo
 from impromptu.encode import Encoder
+from impromptu.encode.thumbnail import thumbnail
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
 from impromptu.files.folder import TransferFolder
@@ -38,7 +40,7 @@ from impromptu.input.xtest import XTestSink
 from impromptu.link import LinkKeys, Role
 from impromptu.relayed import RelayedViewers
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
-from impromptu.signaling import DesktopAttachment, SignalingServer
+from impromptu.signaling import DesktopSeat, DesktopSignaling
 from impromptu.stats.book import ConnectionFigures, StatsBook
 from impromptu.stream.hub import Hub
 
@@ -123,7 +125,7 @@ class ShareSession:
     """Shares the whole screen of ``display`` with every viewer that holds one of the link's keys: one encoder,
     its frames fanned out to every viewer; input from those the control floor allows."""
 
-    def __init__(self, display: str, keys: LinkKeys, server: SignalingServer, options: ShareOptions) -> None:
+    def __init__(self, display: str, keys: LinkKeys, server: DesktopSignaling, options: ShareOptions) -> None:
         self.display = display
         self.keys = keys
         self._server = server
@@ -143,7 +145,7 @@ class ShareSession:
         self._files = None if options.files is None else FileService(options.files, self._files_changed)
         self._refusals: set[asyncio.Future[None]] = set()
         """File channels being refused, and file listings being made: kept until done."""
-        self._attachment: DesktopAttachment | None = None
+        self._attachment: DesktopSeat | None = None
         self._surfaces: dict[int, Surface] = {}
         self._members: set[str] = set()
         """Connected viewers with a verified role: those the hubs send video to."""
@@ -268,6 +270,28 @@ class ShareSession:
     @property
     def viewers(self) -> int:
         return len(self._members)
+
+    async def thumbnail(self, timeout_s: float = 2.0) -> bytes | None:
+        """A small JPEG of the first surface as it is now (for the lobby), or ``None`` if it has none to show (a
+        paused window) within ``timeout_s``."""
+        surface = next(iter(self._surfaces.values()), None)
+        if surface is None or surface.worker is None:
+            return None
+        loop = asyncio.get_running_loop()
+        picture: asyncio.Future[bytes | None] = loop.create_future()
+
+        def settle(made: bytes | None) -> None:
+            if not picture.done():
+                picture.set_result(made)
+
+        def take(frame: Frame) -> None:  # on the worker's thread
+            loop.call_soon_threadsafe(settle, thumbnail(frame))
+
+        surface.worker.snapshot(take)
+        try:
+            return await asyncio.wait_for(picture, timeout_s)
+        except TimeoutError:
+            return None
 
     async def stop(self) -> None:
         if self._stopped or not self._started:

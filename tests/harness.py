@@ -32,6 +32,7 @@ IMPROMPTU = [sys.executable, "-m", "impromptu"]
 URL_RE = re.compile(r"Operator link: (\S+)")
 VIEW_URL_RE = re.compile(r"View-only link: (\S+)")
 DISPLAY_RE = re.compile(r"sharing display (:\d+)")
+LOBBY_RE = re.compile(r"Lobby: (\S+)")
 
 
 class Desktop:
@@ -128,16 +129,48 @@ def run_desktop(*args: str, env: dict[str, str] | None = None) -> Iterator[Deskt
         found, lines = read_lines_until(proc, {"url": URL_RE, "view": VIEW_URL_RE, "display": DISPLAY_RE}, timeout=30)
         yield Desktop(proc, found["url"], found["view"], found["display"], lines)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        _stop(proc)
+
+
+class SignalServer:
+    """A running `impromptu signal`: its lobby's address (with the token) and its base URL."""
+
+    def __init__(self, proc: subprocess.Popen[str], lobby: str) -> None:
+        self.proc = proc
+        self.lobby = lobby
+        self.base = lobby.partition("/#")[0]
+        self.port = int(self.base.rpartition(":")[2])
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+@contextmanager
+def run_signal(token: str, port: int = 0, *extra: str) -> Iterator[SignalServer]:
+    """``impromptu signal`` on 127.0.0.1:``port`` (a free one for 0) with ``token``."""
+    proc = subprocess.Popen(
+        [*IMPROMPTU, "signal", "--bind", f"127.0.0.1:{port}", "--token", token, *extra],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        found, _ = read_lines_until(proc, {"lobby": LOBBY_RE}, timeout=30)
+        yield SignalServer(proc, found["lobby"])
+    finally:
+        _stop(proc)
 
 
 def desktop_args(*extra: str) -> list[str]:

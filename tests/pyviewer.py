@@ -232,14 +232,15 @@ async def sharing(
     windows: tuple[WindowInfo, ...] = (),
     files: TransferFolder | None = None,
     viewers_upload: bool = False,
+    ice: IcePolicy = LOOPBACK,
 ) -> AsyncIterator[tuple[ShareSession, SignalingServer]]:
     """A session sharing ``display`` (or only ``windows`` of it) through its own signaling server on a free port,
-    ICE on 127.0.0.1 only; with ``files``, that transfer folder (the session closes it)."""
+    ICE on 127.0.0.1 only (or as ``ice`` says); with ``files``, that transfer folder (the session closes it)."""
     server = SignalingServer("127.0.0.1", 0)
     await server.start()
     options = ShareOptions(
         fps=30,
-        ice=LOOPBACK,
+        ice=ice,
         control=control,
         max_direct=max_direct,
         windows=windows,

@@ -95,6 +95,10 @@ async def test_a_bad_hello_closes_the_socket(server: SignalingServer, first: dic
     async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
         await (ws.send_str(first) if isinstance(first, str) else ws.send_json(first))
         msg = await asyncio.wait_for(ws.receive(), 5)
+        if isinstance(first, dict) and first.get("role") == "desktop":
+            # A desktop's own server says why before it closes (a standalone one would check the hello, §11).
+            assert msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "refused"
+            msg = await asyncio.wait_for(ws.receive(), 5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
 

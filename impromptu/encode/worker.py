@@ -94,6 +94,7 @@ class EncodeWorker:
         self._active = False
         self._stopping = False
         self._keyframe_wanted = True
+        self._snapshot: Callable[[Frame], None] | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._run, name=f"impromptu-encode-{surface}", daemon=True)
@@ -121,6 +122,14 @@ class EncodeWorker:
     def request_keyframe(self) -> None:
         with self._lock:
             self._keyframe_wanted = True
+        self._wake()
+
+    def snapshot(self, take: Callable[[Frame], None]) -> None:
+        """Call ``take(frame)`` on the worker's thread with the surface as it is now: the next frame encoded while
+        someone watches, else one grab of its own. Never while the surface is paused; a later call replaces an
+        earlier one not yet served. ``frame`` is valid only during the call."""
+        with self._lock:
+            self._snapshot = take
         self._wake()
 
     def stop(self) -> None:
@@ -169,9 +178,13 @@ class EncodeWorker:
             with self._lock:
                 stopping, active, want_key = self._stopping, self._active, self._keyframe_wanted
                 backlog = self._in_flight >= MAX_IN_FLIGHT
+                snapshot = self._snapshot
             if stopping:
                 return
             now = time.monotonic()
+            if not active and snapshot is not None and not self._paused:
+                self._take_snapshot(self._grab())
+                continue
             if not active:
                 idle_fds = [self._wake_r]
                 idle_timeout: float | None = None
@@ -190,7 +203,8 @@ class EncodeWorker:
             # Never faster than the frame rate; forced keyframes no faster than their own limit.
             earliest = last_frame + self._interval
             key_due = want_key and now - last_forced >= KEYFRAME_MIN_INTERVAL_S
-            changed = self._source.changed()
+            # A snapshot asked for while someone watches is the next frame: one grab serves both.
+            changed = self._source.changed() or (snapshot is not None and not self._paused)
             size = self._source.size
             # (A window too small to show has no picture to encode: it is paused, and keeps its encoder meanwhile.)
             if size != (self._encoder.width, self._encoder.height) and min(size) >= 2:
@@ -226,6 +240,10 @@ class EncodeWorker:
             if frame is None:
                 continue  # resized (the next turn makes an encoder of the new size) or paused
             grabbed = time.perf_counter()
+            if snapshot is not None:
+                self._take_snapshot(frame)
+                started += time.perf_counter() - grabbed  # (not the capture's time)
+                grabbed = time.perf_counter()
             # Showing again after a pause: viewers start over from a keyframe.
             data, keyframe = self._encoder.encode(frame.data, frame.capture_us, key_due or paused)
             if self._encode_delay_s:
@@ -242,6 +260,17 @@ class EncodeWorker:
             with self._lock:
                 self._in_flight += 1
             self._loop.call_soon_threadsafe(self._publish, chunk)
+
+    def _take_snapshot(self, frame: Frame | None) -> None:
+        if frame is None:
+            return  # resized or paused: asked again on the next turn, unless paused
+        with self._lock:
+            take, self._snapshot = self._snapshot, None
+        if take is not None:
+            try:
+                take(frame)
+            except Exception:
+                logger.exception("surface %d: a snapshot failed", self._surface)
 
     def _grab(self) -> Frame | None:
         """A frame, or ``None`` when there is none to encode now (resized, renamed, or paused: the loop hears of a

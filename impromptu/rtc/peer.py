@@ -72,7 +72,8 @@ class ViewerPeer:
         offer = await self._pc.createOffer()
         with self._ice.gathering():
             await self._pc.setLocalDescription(offer)  # gathers every candidate before returning
-        return str(self._pc.localDescription.sdp)
+        # As sent, and so as MACed: with --ice-public-address, its host candidates advertised there too.
+        return self._ice.advertise(str(self._pc.localDescription.sdp))
 
     async def accept_answer(self, sdp: str) -> None:
         answer = RTCSessionDescription(sdp=self._ice.filter_remote_sdp(sdp), type="answer")

@@ -1,6 +1,10 @@
 """The signaling and page server (aiohttp): serves the pages and passes SDP between a room's desktop, its relays
 and its viewers (docs/protocol.md §2, §7). It learns only room ids, never a link's keys, and never sees the
-stream."""
+stream.
+
+Embedded in a desktop's process, its one desktop is seated in-process (``attach_desktop``). Standalone
+(``impromptu signal``, §11), it has a :class:`Lobby`: desktops join over the websocket with its token, and ``/`` is the
+lobby page listing them."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import logging
 import re
 import secrets
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +26,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from impromptu.errors import SignalingError
+from impromptu.signaling.lobby import DesktopCard, Lobby
+from impromptu.signaling.seat import DesktopHandler
 from impromptu.signaling.tree import DESKTOP, MAX_RELAY_CAPACITY, Assignment, RoomTree
 
 logger = logging.getLogger(__name__)
@@ -42,7 +48,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-DesktopHandler = Callable[[dict[str, Any]], None]
 ROLES = ("viewer", "relay")
 DEFAULT_MAX_DIRECT = 32
 
@@ -71,15 +76,22 @@ class DesktopAttachment:
 class SignalingServer:
     """Serves ``impromptu/web`` and the ``/ws`` signaling endpoint on one address."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None = None, lobby_token: str | None = None
+    ) -> None:
+        """With ``lobby_token`` the server is standalone: desktops join it over the websocket (§11)."""
         self.host = host
         self.port = port
         self._ssl = ssl_context
+        self.lobby = None if lobby_token is None else Lobby(lobby_token, self._send)
         self._rooms: dict[str, _Room] = {}
+        self._remote: dict[str, web.WebSocketResponse] = {}
+        """The socket of each room's desktop joined over the websocket."""
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._send_tasks: set[asyncio.Task[None]] = set()
         self._metrics: tuple[Callable[[], str], str] | None = None
+        self._closing = False
 
     @property
     def scheme(self) -> str:
@@ -87,12 +99,15 @@ class SignalingServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/", self._page)
+        app.router.add_get("/", self._lobby_page if self.lobby is not None else self._page)
+        app.router.add_get("/view", self._page)
         app.router.add_get("/relay", self._relay_page)
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/lib/", WEB_ROOT / "lib")
-        app.router.add_get("/style.css", self._style)
+        app.router.add_get("/style.css", self._file("style.css"))
+        app.router.add_get("/lobby.css", self._file("lobby.css"))
         app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._healthz)
         app.on_response_prepare.append(self._headers)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -113,6 +128,8 @@ class SignalingServer:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
+        # No new socket from here on (a desktop reconnecting at once would otherwise hold up the shutdown).
+        self._closing = True
         for ws in list(self._sockets):
             await ws.close()
         await runner.cleanup()
@@ -155,6 +172,8 @@ class SignalingServer:
             return
         entry.desktop = None
         entry.tree.desktop_left()
+        if self._closing:
+            return  # (see _leave)
         for peer in entry.tree.waiting():
             self._send(entry.pages[peer], {"type": "desktop-gone"})
         self._forget_if_empty(room)
@@ -200,8 +219,19 @@ class SignalingServer:
     async def _relay_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_ROOT / "relay.html")
 
-    async def _style(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(WEB_ROOT / "style.css")
+    async def _lobby_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_ROOT / "lobby.html")
+
+    @staticmethod
+    def _file(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(WEB_ROOT / name)
+
+        return serve
+
+    @staticmethod
+    async def _healthz(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok\n")
 
     @staticmethod
     async def _headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -213,6 +243,8 @@ class SignalingServer:
             # Browsers send Origin on websockets: only our own pages may use signaling, not any site the
             # operator happens to have open.
             raise web.HTTPForbidden(text="signaling is for this server's own pages")
+        if self._closing:
+            raise web.HTTPServiceUnavailable(text="shutting down")
         if len(self._sockets) >= MAX_SOCKETS:
             raise web.HTTPServiceUnavailable(text="too many connections")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=20)
@@ -231,6 +263,9 @@ class SignalingServer:
                         break  # The first message must be a valid hello.
                     continue
                 if room is None:
+                    if message.get("type") == "hello" and message.get("role") in ("desktop", "lobby"):
+                        await self._standalone(ws, message)
+                        break
                     room = self._hello(ws, peer, message)
                     if room is None:
                         break
@@ -242,6 +277,83 @@ class SignalingServer:
                 self._leave(room, peer)
             await ws.close()
         return ws
+
+    async def _standalone(self, ws: web.WebSocketResponse, hello: dict[str, Any]) -> None:
+        """A desktop or a lobby page, on a standalone server: refused, or served until its socket closes."""
+        if self.lobby is None:
+            refusal = "this is a desktop's own server: join an `impromptu signal` server instead"
+            await self._send_json(ws, {"type": "refused", "reason": refusal})
+            return
+        if hello["role"] == "lobby":
+            if not self.lobby.token_ok(hello.get("token")):
+                logger.warning("signaling: refused a lobby page: wrong token")
+                await self._send_json(ws, {"type": "refused", "reason": "wrong lobby token"})
+                return
+            self.lobby.watch(ws)
+            try:
+                async for msg in ws:
+                    if msg.type != WSMsgType.TEXT:
+                        break  # a lobby page has nothing to say after its hello
+            finally:
+                self.lobby.unwatch(ws)
+            return
+        room = hello.get("room")
+        reason = self.lobby.check_desktop(hello)
+        if reason is None and not (isinstance(room, str) and ROOM_RE.match(room)):
+            reason = "the room id is not 22 characters of base64url"
+        if reason is None and room in self._rooms and self._rooms[room].desktop is not None:
+            previous = self._remote.get(room)
+            if previous is None:
+                reason = "a desktop is already sharing in this room"
+            else:
+                # The same desktop back before its old socket was seen to die: the new socket takes the seat.
+                self._remote_left(room, previous)
+                await previous.close()
+        if reason is not None:
+            logger.warning("signaling: refused a desktop: %s", reason)
+            await self._send_json(ws, {"type": "refused", "reason": reason})
+            return
+        assert isinstance(room, str)
+        card = self.lobby.add(room, hello, ws)
+        self._send(ws, {"type": "welcome", "peer": card.id})  # before the joins of pages already waiting
+        self.attach_desktop(room, lambda message: self._send(ws, message), hello.get("max_direct", DEFAULT_MAX_DIRECT))
+        self._remote[room] = ws
+        logger.info("signaling: desktop %r joined", card.name)
+        try:
+            await self._from_remote_desktop(ws, room, card)
+        finally:
+            self._remote_left(room, ws)
+
+    async def _from_remote_desktop(self, ws: web.WebSocketResponse, room: str, card: DesktopCard) -> None:
+        assert self.lobby is not None
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT or self._remote.get(room) is not ws:
+                break  # (a socket replaced by the desktop's new one says nothing more)
+            message = _parse(msg.data)
+            kind = None if message is None else message.get("type")
+            if message is None:
+                logger.warning("signaling: dropped a malformed message from desktop %r", card.name)
+            elif kind in ("offer", "reject"):
+                self._from_desktop(room, message)
+            elif kind == "status":
+                self.lobby.status(card, message)
+            elif kind == "thumbnail":
+                if not self.lobby.thumbnail(card, message):
+                    logger.warning("signaling: dropped a thumbnail from desktop %r", card.name)
+            else:
+                logger.warning("signaling: dropped a %r message from desktop %r", str(kind)[:40], card.name)
+
+    def _remote_left(self, room: str, ws: web.WebSocketResponse) -> None:
+        """The desktop on ``ws`` leaves ``room`` (once: a replaced socket has already left)."""
+        if self._remote.get(room) is not ws:
+            return
+        del self._remote[room]
+        self._detach_desktop(room)
+        if self.lobby is not None:
+            for card in self.lobby.cards:
+                if card.socket is ws:
+                    self.lobby.remove(card)
+                    logger.info("signaling: desktop %r left", card.name)
 
     def _hello(self, ws: web.WebSocketResponse, peer: str, message: dict[str, Any]) -> str | None:
         room, role = message.get("room"), message.get("role")
@@ -310,7 +422,9 @@ class SignalingServer:
 
     def _leave(self, room: str, peer: str) -> None:
         entry = self._rooms.get(room)
-        if entry is None:
+        if entry is None or self._closing:
+            # (A server shutting down closes every socket: its pages are not leaving, and their peer connections,
+            # which need no signaling, go on — until a restarted server, §11.)
             return
         entry.pages.pop(peer, None)
         upstream, orphans, placed = entry.tree.remove(peer)

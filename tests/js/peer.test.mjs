@@ -301,14 +301,32 @@ test('waiting, then the desktop arrives', async () => {
   session.stop();
 });
 
-test('desktop-gone: close the peer connection and wait on the same socket', async () => {
+test('desktop-gone with a connection open: it stays, the socket goes, a new one when the connection ends', async () => {
   const { session, events, last } = makeSession();
   const { ws, pc } = await connect(session);
+  ws.deliver({ type: 'desktop-gone' }); // the desktop's own signaling socket dropped (§11)
+  assert.equal(last(), 'connected');
+  assert.ok(!pc.closed);
+  assert.ok(ws.closed, 'an offer on it would only replace a working connection');
+  assert.deepEqual(events, ['open']);
+  timers.tick(60_000);
+  assert.equal(FakeSocket.all.length, 1);
+  pc.setConnectionState('closed');
+  assert.equal(last(), 'reconnecting');
+  timers.tick(1_000);
+  assert.equal(FakeSocket.all.length, 2);
+  session.stop();
+});
+
+test('desktop-gone before any connection: wait on the same socket', async () => {
+  const { session, last } = makeSession();
+  session.start();
+  const ws = FakeSocket.all[0];
+  ws.open();
+  ws.deliver({ type: 'welcome', peer: 'p1' });
   ws.deliver({ type: 'desktop-gone' });
   assert.equal(last(), 'waiting');
-  assert.ok(pc.closed);
   assert.ok(!ws.closed);
-  assert.deepEqual(events, ['open', 'close']);
   timers.tick(60_000);
   assert.equal(FakeSocket.all.length, 1);
   session.stop();
@@ -336,9 +354,47 @@ test('a failed peer connection reconnects with a new socket after backoff', asyn
   session.stop();
 });
 
-test('a lost signaling socket, a closed control channel, a long disconnect all reconnect', async () => {
+test('a lost signaling socket leaves an open connection up; a new socket comes only when that ends', async () => {
+  const { session, events, last } = makeSession();
+  const { ws, pc } = await connect(session);
+  ws.drop(); // the signaling server restarted (§11)
+  assert.equal(last(), 'connected');
+  assert.ok(!pc.closed);
+  timers.tick(60_000);
+  assert.equal(FakeSocket.all.length, 1, 'no new socket while the connection is up');
+  assert.deepEqual(events, ['open']);
+  pc.setConnectionState('failed');
+  assert.equal(last(), 'reconnecting');
+  timers.tick(1_000);
+  assert.equal(FakeSocket.all.length, 2);
+  session.stop();
+});
+
+test('behind a relay with signaling lost: when the connection ends, a new socket at once', async () => {
+  const { session, last } = makeSession();
+  const { ws, pc } = await connect(session, 'p1', { relay: true });
+  ws.drop();
+  assert.equal(last(), 'connected');
+  pc.setConnectionState('failed');
+  assert.equal(last(), 'reconnecting');
+  timers.tick(1_000); // not the 5 s a relay's viewer waits for an offer on a live socket
+  assert.equal(FakeSocket.all.length, 2);
+  session.stop();
+});
+
+test('a lost signaling socket before the connection opened: a new attempt', async () => {
+  const { session, last } = makeSession();
+  session.start();
+  FakeSocket.all[0].open();
+  FakeSocket.all[0].drop();
+  assert.equal(last(), 'reconnecting');
+  timers.tick(1_000);
+  assert.equal(FakeSocket.all.length, 2);
+  session.stop();
+});
+
+test('a closed control channel and a long disconnect reconnect', async () => {
   for (const breakIt of [
-    ({ ws }) => ws.drop(),
     ({ control }) => control.onclose(),
     ({ pc }) => {
       pc.setConnectionState('disconnected');

@@ -236,7 +236,7 @@ export class PeerSession {
       role: this._role,
       WebSocketImpl: this._WebSocket,
       onMessage: (msg) => this._onSignal(token, msg),
-      onClose: (reason) => this._retry(token, reason),
+      onClose: (reason) => this._signalingLost(token, reason),
       onDrop: (reason, detail) =>
         this._cb.log(`signal:${reason}`, `dropped a signaling message: ${reason}${detail ? ` ${detail}` : ''}`),
     });
@@ -259,6 +259,13 @@ export class PeerSession {
         this._setState('waiting', msg.reason === 'full' ? FULL_REASON : '');
         break;
       case 'desktop-gone':
+        if (this._open) {
+          // The desktop's own signaling socket went (it comes back by itself, §11): our connection needs none,
+          // and stays. Our socket is of no more use, and an offer on it would only replace a working connection.
+          this._sig.close();
+          this._cb.log('signal:desktop-gone', 'the desktop left signaling; the open connection goes on without it');
+          break;
+        }
         this._closePeer();
         this._disarm();
         this._setState('waiting', 'the desktop left; waiting for it to come back');
@@ -391,7 +398,7 @@ export class PeerSession {
    */
   _lost(token, reason) {
     if (token !== this._attempt || this._stopped) return;
-    if (!this._viaRelay) {
+    if (!this._viaRelay || this._sig?.closed) {
       this._retry(token, reason);
       return;
     }
@@ -399,6 +406,20 @@ export class PeerSession {
     this._lastFailure = reason;
     this._setState('reconnecting', `${reason}; waiting to be placed again`);
     this._arm(token, `${reason} and no new offer came`, this._relayGraceMs);
+  }
+
+  /**
+   * The signaling socket closed: the server restarted, say (§11). An open connection needs no signaling, so it
+   * stays — and a relay keeps serving its viewers — until it ends; only then does a new attempt open a new
+   * socket. Without an open connection, that is now.
+   */
+  _signalingLost(token, reason) {
+    if (token !== this._attempt || this._stopped) return;
+    if (!this._open) {
+      this._retry(token, reason);
+      return;
+    }
+    this._cb.log('signal:lost', `${reason}; the open connection goes on without it`);
   }
 
   /** End the current attempt and schedule the next one. */

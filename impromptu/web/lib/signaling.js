@@ -118,6 +118,11 @@ export class SignalingClient {
     return true;
   }
 
+  /** Whether the socket is closed (by us or by the server). */
+  get closed() {
+    return this._closed;
+  }
+
   /** Close the socket; idempotent. `onClose` is not called for a close we asked for. */
   close() {
     if (this._closed) return;
