@@ -37,6 +37,8 @@ from impromptu.runner import (
 )
 from impromptu.session import MAX_PEERS
 from impromptu.signaling import SignalUrl
+from impromptu.signaling.lobby import MAX_NAME
+from impromptu.tls import is_loopback
 
 app = typer.Typer(
     help="Instant shared desktops: share an X display or app to any browser, peer to peer.",
@@ -243,6 +245,7 @@ SignalFingerprintOpt = Annotated[
     typer.Option(
         "--tls-fingerprint",
         metavar="SHA256",
+        envvar="IMPROMPTU_TLS_FINGERPRINT",
         help="With an https --signal server: trust its certificate if it has this SHA-256 fingerprint.",
     ),
 ]
@@ -343,7 +346,8 @@ def _join(
     token = token or url.token
     if not token:
         raise UsageError("--signal needs the server's token: --signal-token T, IMPROMPTU_TOKEN, or URL/#token=T")
-    return JoinOptions(url, token, name or default_name, publish_links, not no_thumbnail, _pinned(tls_fingerprint))
+    name = name or default_name[:MAX_NAME]
+    return JoinOptions(url, token, name, publish_links, not no_thumbnail, _pinned(tls_fingerprint))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -532,6 +536,9 @@ def signal_server(
             token = secrets.token_urlsafe(16)
         elif not re.fullmatch(r"[\x21-\x7e]{8,256}", token):
             raise UsageError("--token: 8 to 256 printable ASCII characters without spaces")
+        elif len(token) < 16 and not is_loopback(host):
+            # (The compose file's default token is fine on loopback, not for a lobby the whole network can reach.)
+            raise UsageError(f"--token: a server others can reach ({bind}) needs a token of 16 characters or more")
         code = asyncio.run(run_signal(SignalOptions(host, port, token, tls_cert, tls_key, health_file)))
     except ImpromptuError as exc:
         _fail(exc)

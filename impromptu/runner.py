@@ -466,8 +466,11 @@ def _report_to_lobby(remote: RemoteSignaling, session: ShareSession, thumbnails:
 
 def _health(signaling: _Signaling, session: ShareSession) -> dict[str, Any]:
     state: dict[str, Any] = {"ok": not session.failed.done(), "viewers": session.viewers}
-    if signaling.remote is not None:
-        state["signaling"] = "connected" if signaling.remote.connected.is_set() else "reconnecting"
+    remote = signaling.remote
+    if remote is not None:
+        state["signaling"] = "connected" if remote.connected.is_set() else "reconnecting"
+        if remote.problem is not None:  # a refusal, not the network: someone has to act
+            state.update(ok=False, problem=remote.problem)
     if session.failed.done():
         state["problem"] = str(session.failed.result())
     return state
@@ -482,9 +485,10 @@ async def run_signal(options: SignalOptions) -> int:
             lobby = server.lobby
             assert lobby is not None
             print(f"Lobby: {base}/#token={options.token}", flush=True)
+            # The token through the environment, not argv: any user of the machine can read a process's arguments.
             print(
-                f"impromptu: desktops join with: impromptu vdisplay run --signal '{base}/#token={options.token}' "
-                "--name NAME -- APP",
+                f"impromptu: desktops join with: IMPROMPTU_TOKEN='{options.token}' impromptu vdisplay run "
+                f"--signal {base} --name NAME -- APP",
                 file=sys.stderr,
                 flush=True,
             )
@@ -503,7 +507,9 @@ async def run_vdisplay(options: RunOptions, size: tuple[int, int], command: list
             xvfb = Xvfb(size)
             await asyncio.to_thread(xvfb.start)
             try:
-                app = App(command, xvfb.env())
+                # The app gets none of impromptu's own settings: whoever controls it must not read the lobby token.
+                env = {k: v for k, v in xvfb.env().items() if not k.startswith("IMPROMPTU_")}
+                app = App(command, env)
                 await app.start()
                 try:
                     return await _share_until(server, xvfb.name, options, app, stops)

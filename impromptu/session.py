@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
 from aiortc import RTCDataChannel
 
 from impromptu.capture import FrameSource, open_screen_source, open_window_source
@@ -27,7 +28,7 @@ from impromptu.capture.base import Frame
 from impromptu.control import ControlFloor, ControlMode
 from impromptu.display.windows import WindowInfo
 from impromptu.encode import Encoder
-from impromptu.encode.thumbnail import thumbnail
+from impromptu.encode.thumbnail import downscale, jpeg
 from impromptu.encode.worker import EncodeWorker
 from impromptu.errors import ImpromptuError
 from impromptu.files.folder import TransferFolder
@@ -273,25 +274,26 @@ class ShareSession:
 
     async def thumbnail(self, timeout_s: float = 2.0) -> bytes | None:
         """A small JPEG of the first surface as it is now (for the lobby), or ``None`` if it has none to show (a
-        paused window) within ``timeout_s``."""
+        paused window, or nothing within ``timeout_s``). The encode thread only scales it down."""
         surface = next(iter(self._surfaces.values()), None)
-        if surface is None or surface.worker is None:
+        if surface is None or surface.worker is None or surface.state != "live":
             return None
         loop = asyncio.get_running_loop()
-        picture: asyncio.Future[bytes | None] = loop.create_future()
+        picture: asyncio.Future[np.ndarray] = loop.create_future()
 
-        def settle(made: bytes | None) -> None:
+        def settle(small: np.ndarray) -> None:
             if not picture.done():
-                picture.set_result(made)
+                picture.set_result(small)
 
         def take(frame: Frame) -> None:  # on the worker's thread
-            loop.call_soon_threadsafe(settle, thumbnail(frame))
+            loop.call_soon_threadsafe(settle, downscale(frame))
 
         surface.worker.snapshot(take)
         try:
-            return await asyncio.wait_for(picture, timeout_s)
+            small = await asyncio.wait_for(picture, timeout_s)
         except TimeoutError:
             return None
+        return await asyncio.to_thread(jpeg, small)
 
     async def stop(self) -> None:
         if self._stopped or not self._started:

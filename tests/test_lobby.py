@@ -26,8 +26,11 @@ TOKEN = "a-token-for-tests"
 ROOM = LinkKeys.generate().room
 
 
+SEAT = "s" * 32
+
+
 def _hello(**fields: Any) -> dict[str, Any]:
-    return {"type": "hello", "role": "desktop", "room": ROOM, "token": TOKEN, "name": "one", **fields}
+    return {"type": "hello", "role": "desktop", "room": ROOM, "token": TOKEN, "name": "one", "seat": SEAT, **fields}
 
 
 # The lobby on its own -------------------------------------------------------------------------------------
@@ -60,6 +63,8 @@ class Sent:
         ({"links": {"control": "c=short", "view": "v=" + "A" * 43}}, "links"),
         ({"links": {"control": "c=" + "A" * 43}}, "links"),
         ({"links": "c=x"}, "links"),
+        ({"seat": None}, "seat secret"),
+        ({"seat": "short"}, "seat secret"),
     ],
 )
 def test_a_desktop_hello_is_checked(fields: dict[str, Any], reason: str) -> None:
@@ -110,7 +115,7 @@ def test_lobbies_get_the_list_at_once_and_each_change_and_uptime_runs_on() -> No
     lobby.status(card, {"type": "status", "width": -1, "height": "x", "viewers": 2, "uptime": True})
     latest = sent.to("page")[-1]["desktops"][0]
     assert (latest["width"], latest["height"], latest["viewers"], latest["uptime"]) == (None, None, 2, None)
-    lobby.remove(card)
+    assert lobby.remove("desktop") is card
     assert sent.to("page")[-1] == {"type": "desktops", "desktops": []}
     lobby.unwatch("page")
     lobby.add(ROOM, _hello(), socket="desktop")
@@ -216,27 +221,61 @@ async def test_an_embedded_server_takes_no_desktop_over_its_socket() -> None:
         await embedded.stop()
 
 
-async def test_a_desktop_coming_back_takes_its_seat_from_its_old_socket(server: SignalingServer) -> None:
+async def test_a_desktop_coming_back_takes_its_seat_as_it_is_and_nobody_else_can(
+    server: SignalingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"http://127.0.0.1:{server.port}/ws"
     async with aiohttp.ClientSession() as http:
         old = await http.ws_connect(url)
         await old.send_json(_hello())
         assert (await _receive(old))["type"] == "welcome"
+        page = await http.ws_connect(url)
+        await page.send_json({"type": "hello", "role": "viewer", "room": ROOM})
+        welcome = await _receive(page)
+        assert await _receive(old) == {"type": "join", "peer": welcome["peer"]}
+
+        # Someone with the token and the room id, but not the seat secret, is refused; the desktop keeps its seat.
+        impostor = await http.ws_connect(url)
+        await impostor.send_json(_hello(name="impostor", seat="x" * 32))
+        assert await _receive(impostor) == {"type": "refused", "reason": "a desktop is already sharing in this room"}
+        assert server.lobby is not None and [card.name for card in server.lobby.cards] == ["one"]
+
+        # The desktop itself, back on a new socket before the old one was seen to die, takes the seat as it is:
+        # the page already seated is neither told the desktop left nor announced again.
         new = await http.ws_connect(url)
         await new.send_json(_hello(name="one again"))
         assert (await _receive(new))["type"] == "welcome"
         assert (await old.receive(timeout=10)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-        assert server.lobby is not None
         assert [card.name for card in server.lobby.cards] == ["one again"]
-        # A viewer arriving now is announced on the new socket.
-        page = await http.ws_connect(url)
-        await page.send_json({"type": "hello", "role": "viewer", "room": ROOM})
-        welcome = await _receive(page)
-        join = await _receive(new)
-        assert join == {"type": "join", "peer": welcome["peer"]}
+        await new.send_json({"type": "offer", "peer": welcome["peer"], "sdp": "v=0", "mac": "m"})
+        assert (await _receive(page))["type"] == "offer", "the page hears the desktop on its new socket"
+        with pytest.raises(TimeoutError):
+            await new.receive(timeout=0.3)  # (no join for the page it has)
+        await page.send_json({"type": "answer", "sdp": "v=0", "mac": "m"})
+        assert (await _receive(new))["type"] == "answer"
         for ws in (new, page):
             await ws.close()
         await wait_until(lambda: not server.lobby.cards, 5)
+
+
+async def test_two_hellos_at_once_seat_one_desktop(server: SignalingServer) -> None:
+    url = f"http://127.0.0.1:{server.port}/ws"
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(url) for _ in range(4)]
+        await asyncio.gather(*(ws.send_json(_hello(name=f"d{i}", seat=f"{i}" * 32)) for i, ws in enumerate(sockets)))
+        answers = [(await _receive(ws))["type"] for ws in sockets]
+        assert sorted(answers) == ["refused", "refused", "refused", "welcome"]
+        assert server.lobby is not None and len(server.lobby.cards) == 1
+        for ws in sockets:
+            await ws.close()
+        await wait_until(lambda: not server.lobby.cards, 5)
+
+
+async def test_a_socket_that_says_no_hello_is_closed(server: SignalingServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("impromptu.signaling.server.HELLO_TIMEOUT_S", 0.2)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+        msg = await ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
 
 async def test_a_seat_reports_to_the_lobby_and_comes_back_after_a_restart(server: SignalingServer) -> None:
@@ -287,5 +326,29 @@ async def test_a_seat_refused_at_first_says_why(server: SignalingServer) -> None
     remote.attach_desktop(ROOM, lambda message: None, 4)
     try:
         assert await asyncio.wait_for(remote.refused, 10) == "wrong token"
+    finally:
+        await remote.close()
+
+
+async def test_a_seat_refused_later_keeps_trying_and_says_why(
+    server: SignalingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = server.port
+    remote = RemoteSignaling(SignalUrl.parse(f"http://127.0.0.1:{port}"), TOKEN, "seat")
+    remote.attach_desktop(ROOM, lambda message: None, 4)
+    try:
+        await asyncio.wait_for(remote.connected.wait(), 10)
+        await server.stop()
+        other = SignalingServer("127.0.0.1", port, lobby_token="another-token-entirely")
+        await other.start()
+        try:
+            await wait_until(lambda: remote.problem is not None, 10)
+            assert remote.problem == "the server refused this desktop: wrong token"
+            # The server refuses attempt after attempt; the desktop says so once.
+            await wait_until(lambda: caplog.text.count("refused a desktop: wrong token") >= 3, 10)
+            assert caplog.text.count("refused this desktop") == 1
+            assert not remote.refused.done(), "a desktop that was seated once goes on"
+        finally:
+            await other.stop()
     finally:
         await remote.close()

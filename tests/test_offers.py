@@ -107,6 +107,10 @@ async def test_an_accepted_answer_connects_with_its_role_and_a_second_answer_is_
     await wait_until(lambda: not owner.offers.running)
     assert owner.offers.roles == {"viewer": Role.CONTROL} and owner.offers.peers["viewer"].is_open
     assert owner.closed == [] and len(owner.sent) == 1
+    # A join for a connected viewer (the server seating the desktop again, §11) leaves its connection alone.
+    owner.offers.signal({"type": "join", "peer": "viewer"})
+    await wait_until(lambda: not owner.offers.running)
+    assert owner.offers.peers["viewer"].is_open and owner.closed == [] and len(owner.sent) == 1
 
 
 async def test_an_unusable_answer_drops_only_that_viewer(

@@ -57,30 +57,28 @@ def test_bad_input_gets_one_line_and_status_2(args: list[str], message: str) -> 
     assert "secret" not in done.stderr
 
 
-def _displays() -> set[str]:
-    return {name for name in os.listdir("/tmp/.X11-unix")} if os.path.isdir("/tmp/.X11-unix") else set()
-
-
-def test_a_desktop_refused_by_the_server_ends_with_the_reason_and_leaves_nothing() -> None:
+def test_a_desktop_refused_by_the_server_ends_with_the_reason_and_leaves_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "app-ran"
     with run_signal(TOKEN) as server:
-        before = _displays()
-        done = _run(
-            "vdisplay",
-            "run",
-            "--ice-address",
-            "127.0.0.1",
-            "--signal",
-            f"{server.base}/#token=not-the-token",
-            "--",
-            "sleep",
-            "1000",
+        app = ["sh", "-c", f'echo "$$ $DISPLAY" > {marker}; exec sleep 1000']
+        desktop = subprocess.Popen(
+            [*IMPROMPTU, "vdisplay", "run", "--ice-address", "127.0.0.1", "--signal", server.base, "--", *app],
+            env={**os.environ, "IMPROMPTU_TOKEN": "not-the-token"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-    assert done.returncode == 1, done
-    assert done.stderr.strip().splitlines()[-1] == (
+        _, stderr = desktop.communicate(timeout=30)
+    assert desktop.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
         f"impromptu: error: the signaling server at {server.base} refused this desktop: wrong token"
     )
-    assert _displays() <= before, "its Xvfb is gone"
-    assert subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True).returncode == 1, "and its app"
+    assert "not-the-token" not in stderr
+    # The app had started on its display; both are gone now.
+    app_pid, display = marker.read_text().split()
+    assert not Path(f"/proc/{app_pid}").exists(), "the app is gone"
+    assert not Path(f"/tmp/.X11-unix/X{display.lstrip(':')}").exists(), "and its Xvfb"
 
 
 async def _lobby(base: str) -> list[dict[str, Any]]:

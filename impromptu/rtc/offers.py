@@ -95,6 +95,12 @@ class ViewerOffers:
         if not isinstance(peer, str) or not 0 < len(peer) <= MAX_PEER_ID:
             return
         if kind == "join":
+            current = self._peers.get(peer)
+            if current is not None and current.is_open:
+                # Peer ids are per signaling socket: a join for a connected one is the server seating us again (a
+                # desktop back on a standalone server, §11), not a new page. Its connection needs no new offer.
+                logger.info("viewer %s: already connected; ignored its join", peer)
+                return
             if peer not in self._peers and len(self._peers) + len(self._joining) >= self.capacity:
                 logger.warning("viewer %s: rejected, %d viewers already", peer, self.capacity)
                 self._send_signal({"type": "reject", "peer": peer, "reason": self._full_reason})

@@ -5,32 +5,15 @@ is busy (many viewers on few cores), a default-sized receive buffer (208 KiB) ov
 lost with the rest, and some 30 s later ICE declares a healthy viewer gone. The buffer is raised to
 ``RECEIVE_BUFFER``; the kernel caps it at ``net.core.rmem_max``.
 
-Installed by wrapping ``aioice.ice.StunProtocol.connection_made``, which every ICE socket goes through.
+aioice sets every ICE socket's buffer to ``aioice.turn.UDP_SOCKET_BUFFER_SIZE`` (256 KiB) once it is made, reading
+that module constant at each call: raising the constant is the one place to do it (an earlier version set the
+buffer in ``StunProtocol.connection_made``, which aioice then overwrote).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import socket
-
-import aioice.ice
-
-logger = logging.getLogger(__name__)
+import aioice.turn
 
 RECEIVE_BUFFER = 1024 * 1024
 
-_original_connection_made = aioice.ice.StunProtocol.connection_made
-
-
-def _connection_made(self: aioice.ice.StunProtocol, transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        except OSError as exc:  # not fatal: the default buffer still works, with less slack
-            logger.debug("could not raise the UDP receive buffer: %s", exc)
-    _original_connection_made(self, transport)
-
-
-aioice.ice.StunProtocol.connection_made = _connection_made  # type: ignore[method-assign]
+aioice.turn.UDP_SOCKET_BUFFER_SIZE = max(aioice.turn.UDP_SOCKET_BUFFER_SIZE, RECEIVE_BUFFER)

@@ -10,6 +10,8 @@ import asyncio
 import base64
 import json
 import logging
+import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -100,7 +102,13 @@ class RemoteSignaling:
         self._max_direct = 32
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
         self._ever_seated = False
+        self._seatings = 0
+        self._seat = secrets.token_urlsafe(24)
+        """Proves to the server that a new socket of ours is this desktop back (§11)."""
+        self.problem: str | None = None
+        """Why the seat is lost for now, when it is more than the network: a refusal (for the health check)."""
 
     # The embedded server's interface --------------------------------------------------------------------
 
@@ -120,9 +128,11 @@ class RemoteSignaling:
             self._task.cancel()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task})
+        tasks = {task for task in (self._task, *self._sends) if task is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     # The seat -------------------------------------------------------------------------------------------
 
@@ -131,32 +141,47 @@ class RemoteSignaling:
         if ws is None or ws.closed:
             return False
         task = asyncio.ensure_future(ws.send_str(json.dumps(message, separators=(",", ":"))))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a socket closing meanwhile: no matter
+        self._sends.add(task)
+        task.add_done_callback(self._sent)
         return True
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        if not task.cancelled():
+            task.exception()  # a socket that closed meanwhile: no matter (the page retries from its hello)
 
     async def _keep_seated(self) -> None:
         failures = 0
+        said: set[str] = set()  # each reason to retry is logged once, not every 2 s
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as http:
             while True:
-                started = time.monotonic()
+                started, seatings = time.monotonic(), self._seatings
                 try:
                     await self._seated(http)
-                    logger.warning("signaling: the server at %s closed the connection; reconnecting", self.url.base)
+                    reason = "the server closed the connection"
                 except SignalingRefused as exc:
                     if not self._ever_seated:
                         if not self.refused.done():
                             self.refused.set_result(str(exc))
                         return
-                    logger.warning("signaling: the server at %s refused this desktop: %s", self.url.base, exc)
+                    reason = self.problem = f"the server refused this desktop: {exc}"
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    if failures == 0:
-                        logger.warning("signaling: cannot reach %s (%s); retrying", self.url.base, exc or type(exc))
+                    reason = f"cannot reach it ({exc or type(exc).__name__})"
+                except Exception:  # a bug of ours must not leave the desktop unseated for good without a word
+                    logger.exception("signaling: lost the seat on %s", self.url.base)
+                    reason = "an error (above)"
                 finally:
                     self.connected.clear()
                     self._ws = None
-                # A seat that held a while starts over from the shortest wait.
+                if self._seatings != seatings:
+                    said.clear()  # it was seated meanwhile: news again
+                if reason not in said:
+                    said.add(reason)
+                    logger.warning("signaling: %s: %s; retrying", self.url.base, reason)
+                # A seat that held a while starts over from the shortest wait; ±10 % keeps desktops apart.
                 failures = 0 if time.monotonic() - started > 10 else failures + 1
-                await asyncio.sleep(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, failures - 1)))
+                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, failures - 1))
+                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
 
     async def _seated(self, http: aiohttp.ClientSession) -> None:
         assert self._room is not None and self._handler is not None
@@ -168,6 +193,7 @@ class RemoteSignaling:
                 "token": self._token,
                 "name": self._name,
                 "max_direct": self._max_direct,
+                "seat": self._seat,
             }
             if self.links is not None:
                 hello["links"] = self.links
@@ -179,6 +205,8 @@ class RemoteSignaling:
                 raise SignalingRefused(str(reason)[:200] if reason else "no welcome")
             self._ws = ws
             self._ever_seated = True
+            self._seatings += 1
+            self.problem = None
             self.connected.set()
             logger.info("signaling: joined %s as %r", self.url.base, self._name)
             reports = asyncio.ensure_future(self._report())

@@ -19,6 +19,7 @@ MAX_THUMBNAIL = 40 * 1024
 """The largest thumbnail accepted, decoded."""
 THUMBNAIL_TYPES = ("image/jpeg", "image/png", "image/webp")
 MAX_DIRECT = 32
+SEAT_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 LINK_RE = {
     "control": re.compile(r"^c=[A-Za-z0-9_-]{43}$"),
     "view": re.compile(r"^v=[A-Za-z0-9_-]{43}$"),
@@ -105,6 +106,8 @@ class Lobby:
             return "wrong token"
         if (reason := check_name(hello.get("name"))) is not None:
             return reason
+        if not isinstance(hello.get("seat"), str) or not SEAT_RE.match(hello["seat"]):
+            return "the seat secret must be 22 to 64 characters of base64url"
         max_direct = hello.get("max_direct", MAX_DIRECT)
         if _count(max_direct, MAX_DIRECT) is None or max_direct < 1:
             return f"max_direct must be 1 to {MAX_DIRECT}"
@@ -124,9 +127,13 @@ class Lobby:
         self._broadcast_list()
         return card
 
-    def remove(self, card: DesktopCard) -> None:
-        if self._cards.pop(card.id, None) is not None:
+    def remove(self, socket: Any) -> DesktopCard | None:
+        """Take the card of the desktop on ``socket`` off the list (and return it)."""
+        card = next((c for c in self._cards.values() if c.socket is socket), None)
+        if card is not None:
+            del self._cards[card.id]
             self._broadcast_list()
+        return card
 
     def status(self, card: DesktopCard, message: dict[str, Any]) -> None:
         """A desktop's ``status``: kept, and sent to the lobbies when more than its uptime changed."""

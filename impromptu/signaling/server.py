@@ -19,6 +19,7 @@ import secrets
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024
 MAX_SOCKETS = 256
+HELLO_TIMEOUT_S = 10.0
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 WEB_ROOT = Path(str(resources.files("impromptu") / "web"))
 
@@ -87,9 +89,11 @@ class SignalingServer:
         self._rooms: dict[str, _Room] = {}
         self._remote: dict[str, web.WebSocketResponse] = {}
         """The socket of each room's desktop joined over the websocket."""
+        self._seats: dict[str, str] = {}
+        """The seat secret each of those desktops said in its first hello."""
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
-        self._send_tasks: set[asyncio.Task[None]] = set()
+        self._send_tasks: set[asyncio.Task[Any]] = set()
         self._metrics: tuple[Callable[[], str], str] | None = None
         self._closing = False
 
@@ -252,8 +256,11 @@ class SignalingServer:
         self._sockets.add(ws)
         peer = secrets.token_hex(8)
         room: str | None = None
+        # A socket that says no hello in time is closed: idle ones would take the places of real pages.
+        no_hello = asyncio.get_running_loop().call_later(HELLO_TIMEOUT_S, self._close_later, ws)
         try:
             async for msg in ws:
+                no_hello.cancel()
                 if msg.type != WSMsgType.TEXT:
                     break
                 message = _parse(msg.data)
@@ -272,6 +279,7 @@ class SignalingServer:
                 else:
                     self._from_page(room, peer, message)
         finally:
+            no_hello.cancel()
             self._sockets.discard(ws)
             if room is not None:
                 self._leave(room, peer)
@@ -301,27 +309,39 @@ class SignalingServer:
         reason = self.lobby.check_desktop(hello)
         if reason is None and not (isinstance(room, str) and ROOM_RE.match(room)):
             reason = "the room id is not 22 characters of base64url"
-        if reason is None and room in self._rooms and self._rooms[room].desktop is not None:
-            previous = self._remote.get(room)
-            if previous is None:
-                reason = "a desktop is already sharing in this room"
-            else:
-                # The same desktop back before its old socket was seen to die: the new socket takes the seat.
-                self._remote_left(room, previous)
-                await previous.close()
         if reason is not None:
             logger.warning("signaling: refused a desktop: %s", reason)
             await self._send_json(ws, {"type": "refused", "reason": reason})
             return
         assert isinstance(room, str)
+        entry = self._rooms.get(room)
+        previous = self._remote.get(room)
+        # Only the desktop that holds the seat may take it again (its old socket not yet seen to die): it proves that
+        # with the seat secret of its first hello. Anyone else is refused, token or not.
+        taken = entry is not None and entry.desktop is not None
+        returning = taken and previous is not None and hmac.compare_digest(self._seats[room], hello["seat"])
+        if taken and not returning:
+            logger.warning("signaling: refused a desktop: its room already has a desktop")
+            await self._send_json(ws, {"type": "refused", "reason": "a desktop is already sharing in this room"})
+            return
         card = self.lobby.add(room, hello, ws)
-        self._send(ws, {"type": "welcome", "peer": card.id})  # before the joins of pages already waiting
-        self.attach_desktop(room, lambda message: self._send(ws, message), hello.get("max_direct", DEFAULT_MAX_DIRECT))
-        self._remote[room] = ws
-        logger.info("signaling: desktop %r joined", card.name)
+        self._send(ws, {"type": "welcome", "peer": card.id})  # before any join
         try:
+            if returning and previous is not None and entry is not None:
+                # The same desktop back: the new socket takes the seat as it is, with the room's pages where they
+                # are — no desktop-gone, no join for the viewers it already has.
+                entry.desktop = partial(self._send, ws)
+                self._remote[room] = ws
+                self.lobby.remove(previous)
+                self._close_later(previous)
+            else:
+                self.attach_desktop(room, partial(self._send, ws), hello.get("max_direct", DEFAULT_MAX_DIRECT))
+                self._remote[room] = ws
+                self._seats[room] = hello["seat"]
+            logger.info("signaling: desktop %r joined", card.name)
             await self._from_remote_desktop(ws, room, card)
         finally:
+            self.lobby.remove(ws)
             self._remote_left(room, ws)
 
     async def _from_remote_desktop(self, ws: web.WebSocketResponse, room: str, card: DesktopCard) -> None:
@@ -344,16 +364,18 @@ class SignalingServer:
                 logger.warning("signaling: dropped a %r message from desktop %r", str(kind)[:40], card.name)
 
     def _remote_left(self, room: str, ws: web.WebSocketResponse) -> None:
-        """The desktop on ``ws`` leaves ``room`` (once: a replaced socket has already left)."""
+        """The desktop on ``ws`` leaves ``room`` (unless a newer socket of the same desktop holds the seat)."""
         if self._remote.get(room) is not ws:
             return
         del self._remote[room]
+        del self._seats[room]
         self._detach_desktop(room)
-        if self.lobby is not None:
-            for card in self.lobby.cards:
-                if card.socket is ws:
-                    self.lobby.remove(card)
-                    logger.info("signaling: desktop %r left", card.name)
+        logger.info("signaling: a desktop left")
+
+    def _close_later(self, ws: web.WebSocketResponse) -> None:
+        task = asyncio.ensure_future(ws.close())
+        self._send_tasks.add(task)
+        task.add_done_callback(self._send_tasks.discard)
 
     def _hello(self, ws: web.WebSocketResponse, peer: str, message: dict[str, Any]) -> str | None:
         room, role = message.get("room"), message.get("role")

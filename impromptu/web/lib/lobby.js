@@ -4,10 +4,10 @@
 
 import { parseTyped } from './protocol.js';
 
-// A thumbnail may be 48 KiB, so 64 Ki of base64 before the JSON around it: more than §2's 64 KiB.
+// A thumbnail is at most 40 KiB (§11), 54.6 Ki of base64; the list of many desktops may be longer than §2's 64 KiB.
 export const MAX_MESSAGE = 256 * 1024;
 export const MAX_DESKTOPS = 500;
-export const MAX_THUMBNAIL_B64 = 4 * Math.ceil((48 * 1024) / 3);
+export const MAX_THUMBNAIL_B64 = 4 * Math.ceil((40 * 1024) / 3);
 export const THUMBNAIL_MIMES = new Set(['image/jpeg', 'image/png', 'image/webp']);
 const MAX_REASON = 200;
 const MAX_NAME = 64;
