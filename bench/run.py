@@ -28,7 +28,7 @@ import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench import cpu, fanout, files, grab_encode, latency, relay  # noqa: E402
+from bench import cpu, fanout, files, grab_encode, latency, record, relay  # noqa: E402
 from bench.common import (  # noqa: E402
     FOREIGN_WARN_PCT,
     INTERRUPTED,
@@ -45,7 +45,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.desktop import Browsers  # noqa: E402
 
-BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout", "relay", "files")
+BENCHMARKS = ("grab", "cpu", "idle", "g2g", "fanout", "relay", "files", "record")
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 GRAB_TARGET_MS = 3.0
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         if "files" in args.chosen:
             attempt("files", lambda: files.run(args.quick, browsers), lambda: files.render(results["files"]))
             errors.update(files.failures(results.get("files", [])))
+        if "record" in args.chosen:
+            attempt("record", lambda: record.run(args.quick), lambda: record.render(results["record"]))
         if browsers.version():
             env["chromium"] = browsers.version()
     except KeyboardInterrupt:

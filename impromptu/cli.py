@@ -28,6 +28,7 @@ from impromptu.rtc.ice import parse_port_range
 from impromptu.runner import (
     FilesOptions,
     JoinOptions,
+    RecordOptions,
     RunOptions,
     SignalOptions,
     parse_bind,
@@ -249,6 +250,25 @@ SignalFingerprintOpt = Annotated[
         help="With an https --signal server: trust its certificate if it has this SHA-256 fingerprint.",
     ),
 ]
+RecordOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--record",
+        metavar="FILE",
+        envvar="IMPROMPTU_RECORD",
+        help="Record the stream into FILE as it is sent (no second encode): .mp4 for H.264, .webm for VP8. "
+        "Several windows: FILE, then FILE-2, FILE-3 …; a resize goes on in FILE.1, FILE.2 … (suffix kept).",
+    ),
+]
+RecordSegmentOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--record-segment",
+        metavar="N",
+        envvar="IMPROMPTU_RECORD_SEGMENT",
+        help="With --record: keep only about the last N seconds.",
+    ),
+]
 
 _WINDOW_OPTIONS = ("--window", "--window-title", "--window-class")
 DEFAULT_BIND = "127.0.0.1:8080"
@@ -289,8 +309,10 @@ def _options(
     health_file: Path | None = None,
     ice_ports: str | None = None,
     ice_public_address: str | None = None,
+    record: RecordOptions | None = None,
 ) -> RunOptions:
     return RunOptions.parse(
+        record=record,
         ice_ports=ice_ports,
         ice_public_address=ice_public_address,
         files=files,
@@ -400,6 +422,8 @@ def vdisplay_run(
     no_thumbnail: NoThumbnailOpt = False,
     tls_fingerprint: SignalFingerprintOpt = None,
     health_file: HealthFileOpt = None,
+    record: RecordOpt = None,
+    record_segment: RecordSegmentOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Start a virtual display, run COMMAND on it, and share it. Exits with COMMAND's exit status.
@@ -430,6 +454,7 @@ def vdisplay_run(
             health_file,
             ice_ports=ice_ports,
             ice_public_address=ice_public_address,
+            record=RecordOptions.parse(record, record_segment),
         )
         screen = RunOptions.parse_size(size)
         code = asyncio.run(run_vdisplay(options, screen, command))
@@ -469,6 +494,8 @@ def share(
     no_thumbnail: NoThumbnailOpt = False,
     tls_fingerprint: SignalFingerprintOpt = None,
     health_file: HealthFileOpt = None,
+    record: RecordOpt = None,
+    record_segment: RecordSegmentOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Share an existing X display until Ctrl-C, or only some of its windows (--window…): then until Ctrl-C or
@@ -501,6 +528,7 @@ def share(
             health_file,
             ice_ports=ice_ports,
             ice_public_address=ice_public_address,
+            record=RecordOptions.parse(record, record_segment),
         )
         code = asyncio.run(run_share(options, target))
     except ImpromptuError as exc:

@@ -13,7 +13,8 @@ so a user never sees a traceback for a mistake they can fix. Messages say what h
     ├── InputError          input injection unavailable (XTEST missing)
     ├── SignalingError      the web/signaling server could not start (port in use, TLS files unreadable)
     ├── ProtocolError       a peer sent something malformed (dropped and logged, never fatal)
-    └── FileTransferError   a file could not be listed, uploaded or downloaded (bad name, too large, damaged)
+    ├── FileTransferError   a file could not be listed, uploaded or downloaded (bad name, too large, damaged)
+    └── RecordError         a recording cannot be made (file name, folder, codec)
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class ProtocolError(ImpromptuError):
 
 class FileTransferError(ImpromptuError):
     """A file transfer failed or was refused; the message is one sentence for the user."""
+
+
+class RecordError(ImpromptuError):
+    """A recording cannot be made: its file's name, folder or codec."""

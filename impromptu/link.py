@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit, urlunsplit
+
+
+def link_host(host: str) -> str:
+    """The host to put in a link to a server bound to ``host``: a wildcard bind is reached through one of this
+    machine's addresses, an IPv6 address goes in brackets."""
+    if host in ("0.0.0.0", "::", ""):
+        from impromptu.rtc.ice import lan_addresses  # (aiortc: only when needed)
+
+        addresses = lan_addresses()
+        host = addresses[0] if addresses else "127.0.0.1"
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    return host
 
 
 def b64url(data: bytes) -> str:

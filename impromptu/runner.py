@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import re
@@ -23,14 +22,16 @@ from typing import Any
 from impromptu import health
 from impromptu.control import ControlMode
 from impromptu.display import App, WindowInfo, WindowSelector, Xvfb, find_windows, parse_size, wait_for_window
-from impromptu.errors import AppError, ImpromptuError, UsageError
+from impromptu.encode.encoder import available_codecs
+from impromptu.errors import AppError, ImpromptuError, RecordError, UsageError
 from impromptu.files.folder import PART_RE, TransferFolder
-from impromptu.link import LinkKeys
+from impromptu.link import LinkKeys, link_host
 from impromptu.rtc import IcePolicy
-from impromptu.rtc.ice import lan_addresses, parse_port_range
+from impromptu.rtc.ice import parse_port_range
 from impromptu.session import MAX_PEERS, ShareOptions, ShareSession, in_daemon_thread
 from impromptu.signaling import DesktopSignaling, RemoteSignaling, SignalingServer, SignalUrl
 from impromptu.stats.report import prometheus
+from impromptu.stream.record import Recording, check_path, surface_path
 from impromptu.tls import server_ssl_context
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,32 @@ def transfer_folder(options: FilesOptions) -> Iterator[TransferFolder | None]:
 
 
 @dataclass(frozen=True)
+class RecordOptions:
+    """``--record FILE`` and ``--record-segment N``: the stream muxed into FILE as it is (no second encode)."""
+
+    path: Path
+    segment_s: float | None = None
+    """Keep only about the last this many seconds; ``None``: everything."""
+
+    @classmethod
+    def parse(cls, path: Path | None, segment_s: float | None) -> RecordOptions | None:
+        if path is None:
+            if segment_s is not None:
+                raise UsageError("--record-segment goes with --record FILE")
+            return None
+        if segment_s is not None and not segment_s > 0:
+            raise UsageError(f"--record-segment {segment_s:g}: give a number of seconds above 0")
+        codecs = available_codecs()
+        # The encoder the session will pick is the first available one (encode/encoder.py).
+        codec = {"libx264": "avc1", "libvpx": "vp8"}.get(codecs[0]) if codecs else None
+        try:
+            check_path(path, codec)
+        except RecordError as exc:
+            raise UsageError(f"--record: {exc}") from None
+        return cls(path, segment_s)
+
+
+@dataclass(frozen=True)
 class JoinOptions:
     """``--signal URL``: join a standalone signaling server (docs/protocol.md §11) instead of serving one."""
 
@@ -137,6 +164,7 @@ class RunOptions:
     """``/metrics``'s bearer token; ``None``: derived from the link's control key."""
     join: JoinOptions | None = None
     health_file: Path | None = None
+    record: RecordOptions | None = None
 
     @staticmethod
     def parse_size(text: str) -> tuple[int, int]:
@@ -167,6 +195,7 @@ class RunOptions:
         health_file: Path | None = None,
         ice_ports: str | None = None,
         ice_public_address: str | None = None,
+        record: RecordOptions | None = None,
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
@@ -205,6 +234,7 @@ class RunOptions:
             metrics_token,
             join,
             health_file,
+            record,
         )
 
 
@@ -256,17 +286,6 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _url_host(host: str) -> str:
-    """The host to print in the link: a wildcard bind is reached through one of this machine's addresses."""
-    if host in ("0.0.0.0", "::", ""):
-        addresses = lan_addresses()
-        host = addresses[0] if addresses else "127.0.0.1"
-    with contextlib.suppress(ValueError):
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{host}]"
-    return host
-
-
 @contextlib.asynccontextmanager
 async def _serving(
     host: str, port: int, tls_cert: Path | None, tls_key: Path | None, lobby_token: str | None = None
@@ -297,7 +316,7 @@ class _Signaling:
 async def _signaling(options: RunOptions) -> AsyncIterator[_Signaling]:
     if options.join is None:
         async with _serving(options.host, options.port, options.tls_cert, options.tls_key) as server:
-            yield _Signaling(server, f"{server.scheme}://{_url_host(options.host)}:{server.port}/", server=server)
+            yield _Signaling(server, f"{server.scheme}://{link_host(options.host)}:{server.port}/", server=server)
         return
     join = options.join
     remote = RemoteSignaling(join.url, join.token, join.name, ssl=join.fingerprint)
@@ -394,6 +413,10 @@ async def _share_until(
         print(f"impromptu: sharing display {display} ({session.describe()})", file=sys.stderr, flush=True)
         if folder is not None:
             print(f"impromptu: files: uploads go to {folder.path}", file=sys.stderr, flush=True)
+        if options.record is not None:
+            recording = session.start_recording(options.record.path, options.record.segment_s)
+            stack.push_async_callback(_end_recording, session, recording)
+            _print_recording(recording, len(session.surfaces))
         sharing = session
         server = signaling.server
         if server is not None:
@@ -445,6 +468,24 @@ async def _share_until(
         await stack.aclose()
 
 
+def _print_recording(recording: Recording, surfaces: int) -> None:
+    names = ", ".join(str(surface_path(recording.path, index)) for index in range(surfaces))
+    kept = f" (keeping the last {recording.segment_s:g} s)" if recording.segment_s is not None else ""
+    print(f"impromptu: recording to {names}{kept}", file=sys.stderr, flush=True)
+
+
+async def _end_recording(session: ShareSession, recording: Recording) -> None:
+    await session.stop_recording(recording)
+    if recording.error is not None:
+        print(f"impromptu: the recording failed: {recording.error}", file=sys.stderr, flush=True)
+    elif recording.started_us is None:
+        print(f"impromptu: nothing was recorded to {recording.path} (no frame came)", file=sys.stderr, flush=True)
+    else:
+        seconds = ((recording.ended_us or recording.started_us) - recording.started_us) / 1e6
+        files = ", ".join(str(p) for p in recording.paths)
+        print(f"impromptu: recorded {files} (about {seconds:.1f} s)", file=sys.stderr, flush=True)
+
+
 def _report_to_lobby(remote: RemoteSignaling, session: ShareSession, thumbnails: bool) -> None:
     """What the desktop tells a standalone server's lobby about itself (docs/protocol.md §11)."""
     started = time.monotonic()
@@ -481,7 +522,7 @@ async def run_signal(options: SignalOptions) -> int:
     stops = _StopSignals()
     try:
         async with _serving(options.host, options.port, options.tls_cert, options.tls_key, options.token) as server:
-            base = f"{server.scheme}://{_url_host(options.host)}:{server.port}"
+            base = f"{server.scheme}://{link_host(options.host)}:{server.port}"
             lobby = server.lobby
             assert lobby is not None
             print(f"Lobby: {base}/#token={options.token}", flush=True)

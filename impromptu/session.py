@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,7 +44,9 @@ from impromptu.relayed import RelayedViewers
 from impromptu.rtc import IcePolicy, ViewerOffers, ViewerPeer
 from impromptu.signaling import DesktopSeat, DesktopSignaling
 from impromptu.stats.book import ConnectionFigures, StatsBook
+from impromptu.stream.framing import EncodedChunk
 from impromptu.stream.hub import Hub
+from impromptu.stream.record import Recording
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -165,6 +168,9 @@ class ShareSession:
         self._stats_task: asyncio.Task[None] | None = None
         self._stats_answered: dict[str, float] = {}
         """When each viewer's last ``stats.request`` was answered (loop time)."""
+        self._recordings: set[Recording] = set()
+        self._active = False
+        """Whether the workers capture: someone watches, or something records."""
         self._started = False
         self._stopped = False
 
@@ -233,7 +239,7 @@ class ShareSession:
                 source,
                 encoder,
                 number,
-                surface.hub.publish,
+                partial(self._publish, number),
                 self._worker_failed,
                 loop,
                 on_resize=partial(self._resized, number),
@@ -300,6 +306,8 @@ class ShareSession:
             self._stopped = True
             return
         self._stopped = True
+        for recording in list(self._recordings):
+            await recording.close()
         if self._attachment is not None:
             self._attachment.detach()
         if self._stats_task is not None:
@@ -316,6 +324,71 @@ class ShareSession:
             if self._sink_fd is not None:
                 asyncio.get_running_loop().remove_reader(self._sink_fd)
             self._sink.close()
+
+    # Recordings -----------------------------------------------------------------------------------------------
+
+    def start_recording(self, path: Path, segment_s: float | None = None) -> Recording:
+        """Record every surface (the very packets viewers get) into ``path`` (``.mp4`` for H.264, ``.webm`` for
+        VP8; other surfaces beside it, see ``impromptu.stream.record``), from the next keyframe, which is asked for
+        now; with ``segment_s``, keep only about the last ``segment_s`` seconds. Surfaces encode while a recording
+        runs, watched or not. ``RecordError`` if ``path`` cannot take it. Cheap: start and stop as often as
+        wanted."""
+        if not self._started or self._stopped:
+            raise ImpromptuError("a recording needs a running session")
+        surfaces = {
+            number: (s.config["codec"], s.config["width"], s.config["height"])
+            for number, s in self._surfaces.items()
+            if s.state != "ended"
+        }
+        recording = Recording(
+            path,
+            surfaces,
+            self._recording_keyframe,
+            segment_s=segment_s,
+            fps=self._options.fps,
+            on_closed=self._recording_closed,
+        )
+        self._recordings.add(recording)
+        self._update_active()
+        recording.start()
+        logger.info("recording %s to %s", self.display, path)
+        return recording
+
+    async def stop_recording(self, recording: Recording) -> None:
+        """End ``recording``: its files last until now and are complete when this returns (idempotent)."""
+        await recording.close()
+
+    @property
+    def recordings(self) -> set[Recording]:
+        """The recordings running now (read-only use)."""
+        return self._recordings
+
+    def _recording_keyframe(self, number: int) -> bool:
+        surface = self._surfaces.get(number)
+        if surface is None or surface.state != "live" or surface.worker is None:
+            return False
+        surface.worker.request_keyframe()
+        return True
+
+    def _recording_closed(self, recording: Recording) -> None:
+        self._recordings.discard(recording)
+        self._update_active()
+
+    def _update_active(self) -> None:
+        """Surfaces capture while someone watches or something records, and only then."""
+        active = bool(self._members) or bool(self._recordings)
+        if active == self._active:
+            return  # (set_active(True) also asks for a keyframe: not for nothing)
+        self._active = active
+        for surface in self._surfaces.values():
+            if surface.worker is not None and surface.state != "ended":
+                surface.worker.set_active(active)
+
+    def _publish(self, number: int, chunk: EncodedChunk) -> None:
+        """A surface's encoded frame: to its viewers, and into every recording."""
+        self._surfaces[number].hub.publish(chunk)
+        for recording in self._recordings:
+            recording.feed(chunk)
 
     def _send_signal(self, message: dict[str, Any]) -> None:
         if self._attachment is not None:
@@ -340,6 +413,7 @@ class ShareSession:
                 surface.hub.add(viewer)
                 assert surface.worker is not None
                 surface.worker.set_active(True)
+        self._active = True
         self._send_presence()
 
     def _viewer_closed(self, viewer: ViewerPeer) -> None:
@@ -357,9 +431,7 @@ class ShareSession:
         behind = bool(self._relayed.roles(viewer.id))
         changed = self._forget_relayed(self._relayed.relay_closed(viewer.id)) or changed or behind
         if not self._members:
-            for surface in self._surfaces.values():
-                if surface.worker is not None:
-                    surface.worker.set_active(False)
+            self._update_active()
         if changed:
             self._send_presence()
 
@@ -537,6 +609,8 @@ class ShareSession:
         surface.config = {**surface.config, "codec": encoder.codec, "width": encoder.width, "height": encoder.height}
         if surface.dispatcher is not None:
             surface.dispatcher.resize(encoder.width, encoder.height)
+        for recording in self._recordings:
+            recording.resized(number, encoder.codec, encoder.width, encoder.height)
         for viewer in self._offers.peers.values():
             if viewer.is_open:
                 viewer.send_control(surface.config)
@@ -582,6 +656,8 @@ class ShareSession:
         for viewer in self._watching().values():
             viewer.send_control(surface.state_message())
         if state == "ended":
+            for recording in self._recordings:
+                recording.ended(number)
             for viewer_id in list(self._members):
                 surface.hub.remove(viewer_id)
             if all(s.state == "ended" for s in self._surfaces.values()) and not self.ended.done():

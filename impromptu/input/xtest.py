@@ -110,6 +110,10 @@ class XTestSink:
         if keysym is None:
             logger.debug("no keysym for code=%r key=%r; ignored", code, key)
             return
+        self.keysym(keysym, down)
+
+    def keysym(self, keysym: int, down: bool) -> None:
+        """Press or release the key that types X keysym ``keysym`` (binding a spare keycode if none does)."""
         with self._connection("press a key"):
             if down:
                 keycode = self._held_keys.get(keysym) or self._keycode_for(keysym, self._level())
