@@ -33,7 +33,6 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -44,14 +43,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from impromptu.display import WindowInfo, WindowSelector, Xvfb, wait_for_window
-from impromptu.errors import DisplayError, ImpromptuError, UsageError
+from impromptu.errors import DisplayError, ImpromptuError, RecordError, UsageError
 from impromptu.link import link_host
 
 if TYPE_CHECKING:
     from impromptu.input.xtest import XTestSink
     from impromptu.session import ShareSession
     from impromptu.signaling import SignalingServer
-    from impromptu.signaling.seat import DesktopHandler
+    from impromptu.signaling.seat import DesktopHandler, DesktopSeat, DesktopSignaling
     from impromptu.stream.record import Recording
 
 __all__ = ["ScreenRecording", "Share", "VirtualDisplay"]
@@ -107,19 +106,35 @@ def keysyms_for_combo(combo: str) -> list[int]:
     return keysyms
 
 
-class _NoSignaling:
-    """A ``DesktopSignaling`` nobody can reach: a session that only records needs no server and no port."""
+class _Handoff:
+    """The ``DesktopSignaling`` (and seat) a display's one session is attached through: nobody can reach it at
+    first (a session that only records needs no server and no port), then ``connect`` seats the session in the
+    server ``share()`` starts. A session attaches once, when it starts: this hands that attachment on, so that
+    sharing a display that records goes through the session already encoding it, never a second one. Used on the
+    share loop only."""
 
-    def attach_desktop(self, room: str, handler: DesktopHandler, max_direct: int) -> _NoSeat:
-        return _NoSeat()
+    def __init__(self) -> None:
+        self._desktop: tuple[str, DesktopHandler, int] | None = None
+        self._seat: DesktopSeat | None = None
 
+    def attach_desktop(self, room: str, handler: DesktopHandler, max_direct: int) -> _Handoff:
+        self._desktop = (room, handler, max_direct)
+        return self
 
-class _NoSeat:
+    def connect(self, server: DesktopSignaling) -> None:
+        if self._desktop is None or self._seat is not None:
+            raise ImpromptuError("the display's session is not waiting for a signaling server")
+        self._seat = server.attach_desktop(*self._desktop)
+
     def send(self, message: dict[str, Any]) -> None:
-        pass
+        if self._seat is not None:
+            self._seat.send(message)
 
     def detach(self) -> None:
-        pass
+        self._desktop = None
+        seat, self._seat = self._seat, None
+        if seat is not None:
+            seat.detach()
 
 
 class _LoopThread:
@@ -135,8 +150,25 @@ class _LoopThread:
         try:
             self.loop.run_forever()
         finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
+            try:
+                self._cancel_tasks()
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            finally:
+                self.loop.close()
+
+    def _cancel_tasks(self) -> None:
+        """What is still pending when the loop stops (left behind by a part that failed to stop) is cancelled and
+        awaited, as ``asyncio.run`` does, rather than destroyed pending."""
+        tasks = asyncio.all_tasks(self.loop)
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        results = self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, Exception):
+                logger.warning("impromptu: %s failed while the share loop stopped: %s", task.get_name(), result)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = LOOP_CALL_TIMEOUT_S) -> T:
         if threading.current_thread() is self._thread:
@@ -154,6 +186,12 @@ class _LoopThread:
             return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(LOOP_CALL_TIMEOUT_S)
+        if self._thread.is_alive():
+            logger.warning(
+                "impromptu: the share loop (thread %s) did not end within %g s; leaving it to end with the process",
+                self._thread.name,
+                LOOP_CALL_TIMEOUT_S,
+            )
 
 
 @dataclass
@@ -178,7 +216,8 @@ class Share:
         return self._session.viewers
 
     def stop(self) -> None:
-        """Stop sharing (idempotent); the display goes on. Recordings made through this share stop too."""
+        """Stop sharing (idempotent); the display goes on. Its recordings stop too (they are made by the one
+        session that encodes the display, which this ends)."""
         self._display._stop_share(self)
 
     def __enter__(self) -> Share:
@@ -199,6 +238,7 @@ class ScreenRecording:
         self._session = session
         self._recording = recording
         self._paths: list[Path] | None = None
+        self._error: RecordError | None = None
         # The display's own lock: stopping takes it anyway, and one lock cannot be taken in two orders.
         self._lock = display._lock
 
@@ -226,20 +266,24 @@ class ScreenRecording:
         """Block until the first frame (a keyframe) is written, for up to ``timeout`` seconds; whether it was.
         A recording starts at the next keyframe, which can take up to a quarter of a second to come (forced
         keyframes are rate-limited): wait for it when what follows must be in the recording from its start."""
-        deadline = time.monotonic() + timeout
-        # started_us is set once by the writer thread: reading it from here needs no lock.
-        while self._recording.started_us is None:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        # The writer thread sets the event once it has written the first keyframe: it is thread-safe.
+        return self._recording.started.wait(timeout)
 
     def stop(self) -> list[Path]:
-        """Stop recording (idempotent): the files are complete when it returns, and it returns them."""
+        """Stop recording (idempotent): the files are complete when it returns, and it returns them. Raises
+        ``RecordError`` if the recording failed (its writer stopped on an error) or holds nothing (no keyframe
+        came); it is stopped all the same, and later calls raise the same error."""
         with self._lock:
-            if self._paths is None:
-                self._display._stop_recording(self)
-                self._paths = self.paths
+            if self._paths is None and self._error is None:
+                try:
+                    self._display._stop_recording(self)
+                except RecordError as exc:
+                    self._error = exc
+                else:
+                    self._paths = self.paths
+            if self._error is not None:
+                raise self._error
+            assert self._paths is not None
             return list(self._paths)
 
     def __enter__(self) -> ScreenRecording:
@@ -269,8 +313,12 @@ class VirtualDisplay:
         self._sink: XTestSink | None = None
         self._loop: _LoopThread | None = None
         self._share: Share | None = None
-        self._private: ShareSession | None = None
-        """The session ``record()`` starts when nothing is shared: no server, no links."""
+        self._session: ShareSession | None = None
+        """The one session that captures and encodes the display, for the share and the recordings alike (started
+        by the first ``share()`` or ``record()``, ended by ``Share.stop()`` and ``close()``)."""
+        self._handoff: _Handoff | None = None
+        """How ``_session`` reaches a signaling server: through none until ``share()``."""
+        self._session_ice: tuple[str, ...] = ()
         self._recordings: list[ScreenRecording] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -295,12 +343,10 @@ class VirtualDisplay:
                     with _logged("stopping a recording"):
                         recording.stop()
                 if self._loop is not None:
-                    sessions = [s._session for s in (self._share,) if s is not None]
-                    if self._private is not None:
-                        sessions.append(self._private)
-                    for session in sessions:
+                    if self._session is not None:
                         with _logged("stopping the session"):
-                            self._loop.call(session.stop())
+                            self._loop.call(self._session.stop())
+                        self._session = self._handoff = None
                     if self._share is not None and self._share._server is not None:
                         with _logged("stopping the signaling server"):
                             self._loop.call(self._share._server.stop())
@@ -478,13 +524,40 @@ class VirtualDisplay:
             self._loop = _LoopThread(f"impromptu-share-{self.display}")
         return self._loop
 
+    def _session_for(self, ice_addresses: tuple[str, ...] | None) -> ShareSession:
+        """The display's one session, started if need be (``ice_addresses``: the ICE addresses it must offer, or
+        ``None`` for any). Called with the lock held."""
+        from impromptu.link import LinkKeys
+        from impromptu.rtc import IcePolicy
+
+        try:
+            ice = IcePolicy(addresses=ice_addresses or ())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        loop = self._loop_thread()
+        session = self._session
+        if session is not None and ice_addresses is not None and ice_addresses != self._session_ice:
+            # The addresses are the session's from its start: a session that only recorded is started anew.
+            if any(r._session is session for r in self._recordings):
+                raise UsageError(
+                    "cannot share with other ICE addresses while the display records: call share() before "
+                    "record(), or stop the recordings first"
+                )
+            self._session = self._handoff = None
+            loop.call(session.stop())
+            session = None
+        if session is None:
+            handoff = _Handoff()
+            session = loop.call(self._start_session(LinkKeys.generate(), handoff, ice))
+            self._session, self._handoff, self._session_ice = session, handoff, ice_addresses or ()
+        return session
+
     def share(self, bind: str = "127.0.0.1:0", ice_addresses: Sequence[str] = (), control: bool = True) -> Share:
         """Share the display live: a signaling and page server on ``bind`` (``HOST:PORT``; port 0 picks a free one;
         not loopback ⇒ HTTPS with a self-signed certificate) and a session any number of browsers can join.
         ``ice_addresses`` limits the addresses offered to viewers (e.g. the runner's reachable one). With
-        ``control=False`` only a view-only link is made. Sharing again returns the share already running."""
-        from impromptu.link import LinkKeys
-        from impromptu.rtc import IcePolicy
+        ``control=False`` only a view-only link is made. Sharing again returns the share already running. A
+        display that records is shared through the session that records it (one capture, one encode)."""
         from impromptu.runner import parse_bind
         from impromptu.signaling import SignalingServer
         from impromptu.tls import server_ssl_context
@@ -494,29 +567,26 @@ class VirtualDisplay:
             if self._share is not None:
                 return self._share
             host, port = parse_bind(bind)
-            try:
-                ice = IcePolicy(addresses=tuple(ice_addresses))
-            except ValueError as exc:
-                raise UsageError(str(exc)) from exc
             ssl_context, fingerprint = server_ssl_context(host, None, None)
-            keys = LinkKeys.generate()
-            loop = self._loop_thread()
+            session = self._session_for(tuple(ice_addresses))
+            handoff = self._handoff
+            assert handoff is not None  # set with the session
 
-            async def start() -> tuple[SignalingServer, ShareSession]:
+            async def start() -> SignalingServer:
                 server = SignalingServer(host, port, ssl_context)
                 await server.start()
                 try:
-                    session = await self._start_session(keys, server, ice)
+                    handoff.connect(server)
                 except BaseException:
                     await server.stop()
                     raise
-                return server, session
+                return server
 
-            server, session = loop.call(start())
+            server = self._loop_thread().call(start())
             page = f"{server.scheme}://{link_host(host)}:{server.port}/"
             self._share = Share(
-                operator_url=f"{page}#{keys.control_fragment()}" if control else None,
-                view_url=f"{page}#{keys.view_fragment()}",
+                operator_url=f"{page}#{session.keys.control_fragment()}" if control else None,
+                view_url=f"{page}#{session.keys.view_fragment()}",
                 fingerprint=fingerprint,
                 _display=self,
                 _session=session,
@@ -524,11 +594,10 @@ class VirtualDisplay:
             )
             return self._share
 
-    async def _start_session(self, keys: Any, server: Any, ice: Any = None) -> ShareSession:
-        from impromptu.rtc import IcePolicy
+    async def _start_session(self, keys: Any, server: DesktopSignaling, ice: Any) -> ShareSession:
         from impromptu.session import ShareOptions, ShareSession
 
-        session = ShareSession(self.display, keys, server, ShareOptions(fps=self.fps, ice=ice or IcePolicy()))
+        session = ShareSession(self.display, keys, server, ShareOptions(fps=self.fps, ice=ice))
         await session.start()
         return session
 
@@ -538,7 +607,10 @@ class VirtualDisplay:
                 return
             share._stopped = True
             for recording in [r for r in self._recordings if r._session is share._session]:
-                recording.stop()
+                with _logged("stopping a recording"):
+                    recording.stop()
+            if self._session is share._session:
+                self._session = self._handoff = None
             if self._loop is not None:
                 self._loop.call(share._session.stop())
                 if share._server is not None:
@@ -546,47 +618,50 @@ class VirtualDisplay:
             if self._share is share:
                 self._share = None
 
+    def recording_suffix(self) -> str:
+        """The suffix ``record()`` gives a path without one: ``.mp4`` when the display's stream is H.264 (the
+        usual codec), ``.webm`` when it is VP8. Starts the session that records the display if none runs yet."""
+        with self._lock:
+            self._running("record the display")
+            session = self._session_for(None)
+
+            async def suffix() -> str:
+                from impromptu.stream.record import container_for
+
+                return container_for(next(iter(session.surfaces.values())).config["codec"])
+
+            return self._loop_thread().call(suffix())
+
     def record(self, path: str | os.PathLike[str], segment_s: float | None = None) -> ScreenRecording:
         """Start recording the display to ``path``: the encoded stream as viewers get it (no second encode), from
         a keyframe, at true speed. ``.mp4`` for H.264 (the usual codec), ``.webm`` for VP8; a path with neither
-        suffix gets the stream's appended. With ``segment_s``, only about the last ``segment_s`` seconds are kept.
-        Through the running share's session if there is one, else through a session of its own that nobody can
-        join (no server, no port). Returns a ``ScreenRecording``: ``stop()`` it, or use it as a context manager
-        (``close()`` stops it too)."""
-        from impromptu.link import LinkKeys
-
+        suffix gets the stream's appended (``recording_suffix()``). With ``segment_s``, only about the last
+        ``segment_s`` seconds are kept. Through the display's one session: the share's if it is shared, else one
+        nobody can join (no server, no port) until ``share()`` is called. Returns a ``ScreenRecording``: ``stop()``
+        it, or use it as a context manager (``close()`` stops it too)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._running("record the display")
-            loop = self._loop_thread()
-            session: ShareSession | None = self._share._session if self._share is not None else self._private
-            if session is None:
-                session = self._private = loop.call(self._start_session(LinkKeys.generate(), _NoSignaling()))
-            starting = session
+            if target.suffix.lower() not in (".mp4", ".webm"):
+                target = target.with_name(target.name + self.recording_suffix())
+            session = self._session_for(None)
 
             async def begin() -> Recording:
-                from impromptu.stream.record import container_for
+                return session.start_recording(target, segment_s)
 
-                named = target
-                if target.suffix.lower() not in (".mp4", ".webm"):
-                    codec = next(iter(starting.surfaces.values())).config["codec"]
-                    named = target.with_name(target.name + container_for(codec))
-                return starting.start_recording(named, segment_s)
-
-            recording = ScreenRecording(self, session, loop.call(begin()))
+            recording = ScreenRecording(self, session, self._loop_thread().call(begin()))
             self._recordings.append(recording)
             return recording
 
     def _stop_recording(self, recording: ScreenRecording) -> None:
+        """``RecordError`` if the recording failed or holds nothing; it is stopped and forgotten all the same."""
         with self._lock:
             if recording in self._recordings:
                 self._recordings.remove(recording)
             if self._loop is None:
                 return
-            session = recording._session
-
-            self._loop.call(session.stop_recording(recording._recording))
+            self._loop.call(recording._session.stop_recording(recording._recording))
 
 
 def _stop_process_group(proc: subprocess.Popen[Any]) -> None:

@@ -257,7 +257,8 @@ RecordOpt = Annotated[
         metavar="FILE",
         envvar="IMPROMPTU_RECORD",
         help="Record the stream into FILE as it is sent (no second encode): .mp4 for H.264, .webm for VP8. "
-        "Several windows: FILE, then FILE-2, FILE-3 …; a resize goes on in FILE.1, FILE.2 … (suffix kept).",
+        "Several windows: rec.mp4, then rec-2.mp4, rec-3.mp4 …; a resize goes on in rec.1.mp4, rec.2.mp4 … "
+        "(rec-2.1.mp4 for the second window).",
     ),
 ]
 RecordSegmentOpt = Annotated[

@@ -12,15 +12,18 @@ it only adds its options and the ``vdisplay`` fixture, and importing it imports 
   ``127.0.0.1:0``) and ``--impromptu-ice-address ADDR`` for a runner reached from elsewhere.
 - ``--impromptu-record=failed|all``: every test is recorded from the start of its setup to the end of its
   teardown, in ``--impromptu-record-dir`` (default ``impromptu-recordings``), with a PNG of the screen at the end
-  of its call phase; with ``failed`` only those of tests that failed (in setup or call) are kept. Their paths are
-  added to the test's report (a section, and ``user_properties`` ``impromptu_recording`` and
-  ``impromptu_screenshot``, which ``--junitxml`` writes as properties) and listed at the end of the run.
+  of its call phase (in ``failed`` mode: of a call or setup that failed); with ``failed`` only those of tests that
+  failed (in setup, call or teardown) are kept. Their paths are added to the test's report (a section, and
+  ``user_properties`` ``impromptu_recording``, ``impromptu_screenshot`` and ``impromptu_recorded_s``, which
+  ``--junitxml`` writes as properties) and listed at the end of the run. A recording or a screenshot that fails
+  never stops the run, nor warns (which ``-W error`` would make fatal): the report and the summary say so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,9 @@ PLUGIN_NAME = "impromptu-session"
 """The name the enabled plugin's session object is registered under."""
 RECORD_MODES = ("failed", "all")
 RECORDING_PROPERTY = "impromptu_recording"
+RECORDED_PROPERTY = "impromptu_recorded_s"
+"""Seconds of the test known to be in its recording: from its first frame being written (in the test's setup) to
+the recording's stop (after its teardown)."""
 SCREENSHOT_PROPERTY = "impromptu_screenshot"
 _MAX_NAME = 150
 
@@ -120,20 +126,27 @@ def vdisplay(request: pytest.FixtureRequest) -> Iterator[VirtualDisplay]:
 
 @dataclass
 class _TestRecording:
-    recording: ScreenRecording
     screenshot: Path
+    recording: ScreenRecording | None = None
+    """Until it is stopped, at the end of the test's teardown."""
+    started: float | None = None
+    """When the test went on with its recording started (``time.monotonic``)."""
     shot_taken: bool = False
     failed: bool = False
-    paths: list[Path] = field(default_factory=list)
+    failure: pytest.TestReport | None = None
+    """The report of the setup or call that failed."""
+    problems: list[str] = field(default_factory=list)
+    """What went wrong with the recording or the screenshot, not yet reported."""
 
 
 _RECORDING = pytest.StashKey[_TestRecording]()
 
 
 def file_stem(nodeid: str) -> str:
-    """A file name for a test: its node id with anything but letters, digits, ``.``, ``_`` and ``-`` as ``_``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("._") or "test"
-    return stem[-_MAX_NAME:]
+    """A file name for a test, without a suffix: its node id with anything but letters, digits, ``.``, ``_`` and
+    ``-`` as ``_``, its end if it is long, never starting with ``.`` (hidden) or ``-`` (an option)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[-_MAX_NAME:]
+    return stem.strip("._-") or "test"
 
 
 class ImpromptuSession:
@@ -149,6 +162,8 @@ class ImpromptuSession:
         self._stems: set[str] = set()
         self.kept: list[tuple[str, list[Path], Path | None]] = []
         """(node id, recordings, last-frame PNG) of each test whose recording was kept, in order."""
+        self.problems: list[tuple[str, str]] = []
+        """(node id, what went wrong) with recordings and screenshots, for the terminal summary."""
 
     @property
     def display(self) -> VirtualDisplay:
@@ -214,79 +229,113 @@ class ImpromptuSession:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         if self.record_mode is not None:
-            stem = base = file_stem(item.nodeid)
-            number = 1
-            while stem in self._stems:  # two node ids that differ only in characters a file name cannot hold
-                number += 1
-                stem = f"{base}-{number}"
-            self._stems.add(stem)
-            # No suffix: the stream's own is appended (.mp4 for H.264, .webm for VP8).
-            recording = self.display.record(self.record_dir / stem)
-            item.stash[_RECORDING] = _TestRecording(recording, self.record_dir / f"{stem}.png")
-            # The test starts once its recording has: from its first frame on, everything is in it.
-            if not recording.wait_started():
-                item.warn(pytest.PytestWarning("impromptu: the recording had no frame after 2 s; going on"))
+            self._start_recording(item)
         return (yield)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+    def _start_recording(self, item: pytest.Item) -> None:
+        from impromptu.errors import ImpromptuError
+
+        stem = base = file_stem(item.nodeid)
+        number = 1
+        while stem in self._stems:  # two node ids that differ only in characters a file name cannot hold
+            number += 1
+            stem = f"{base}-{number}"
+        self._stems.add(stem)
+        state = item.stash[_RECORDING] = _TestRecording(self.record_dir / f"{stem}.png")
         try:
-            return (yield)
-        finally:
-            self._last_frame(item)
+            # The suffix is the stream's (.mp4 for H.264, .webm for VP8), whatever the node id ends with.
+            state.recording = self.display.record(self.record_dir / f"{stem}{self.display.recording_suffix()}")
+        except (ImpromptuError, OSError) as exc:
+            state.problems.append(f"not recorded: {exc}")
+            return
+        # The test starts once its recording has: from its first frame on, everything is in it.
+        if state.recording.wait_started():
+            state.started = time.monotonic()
+        else:
+            state.problems.append("the recording had no frame after 2 s; the test went on")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        # Nothing here may raise, nor warn: an exception (a warning with -W error) in this hook is an INTERNALERROR
+        # that ends the whole run. Problems go in the report's sections and the terminal summary instead.
         report: pytest.TestReport = yield
         state = item.stash.get(_RECORDING, None)
-        if state is not None and report.when in ("setup", "call") and report.failed:
+        if state is None:
+            return report
+        if report.when in ("setup", "call") and report.failed:
             state.failed = True
-            self._last_frame(item)  # a setup that failed had no call phase
-            report.sections.append(("impromptu", f"recording: {state.recording.path}\nlast frame: {state.screenshot}"))
+            state.failure = report
+            self._last_frame(state)  # a setup that failed had no call phase
+            lines = [f"recording: {state.recording.path}"] if state.recording is not None else []
+            if state.shot_taken:
+                lines.append(f"last frame: {state.screenshot}")
+            if lines:
+                report.sections.append(("impromptu", "\n".join(lines)))
+        elif report.when == "call" and self.record_mode == "all":
+            self._last_frame(state)
+        if report.when == "teardown":
+            # Decided here, once the teardown has run, so that a test that errors in teardown keeps its recording
+            # too, and the recording lasts until the end of the teardown.
+            state.failed = state.failed or report.failed
+            self._finish(item, report, state)
+        if state.problems:
+            section = ("impromptu", "\n".join(f"impromptu: {p}" for p in state.problems))
+            report.sections.append(section)
+            if state.failure is not None and state.failure is not report:
+                # Also where it shows: the failures are written out at the end, from their reports.
+                state.failure.sections.append(section)
+            self.problems.extend((item.nodeid, p) for p in state.problems)
+            state.problems.clear()
         return report
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            state = item.stash.get(_RECORDING, None)
-            if state is not None:
-                self._finish(item, state)
-
-    def _last_frame(self, item: pytest.Item) -> None:
-        state = item.stash.get(_RECORDING, None)
-        if state is None or state.shot_taken:
+    def _last_frame(self, state: _TestRecording) -> None:
+        if state.shot_taken:
             return
-        state.shot_taken = True
-        from impromptu.errors import ImpromptuError
-
         try:
             self.display.screenshot(state.screenshot)
-        except (ImpromptuError, OSError) as exc:
-            state.shot_taken = False
-            item.warn(pytest.PytestWarning(f"impromptu: no last-frame screenshot: {exc}"))
+        except Exception as exc:  # whatever it is, the run goes on: see pytest_runtest_makereport
+            state.problems.append(f"no last-frame screenshot: {exc}")
+        else:
+            state.shot_taken = True
 
-    def _finish(self, item: pytest.Item, state: _TestRecording) -> None:
-        paths = state.recording.stop()
+    def _finish(self, item: pytest.Item, report: pytest.TestReport, state: _TestRecording) -> None:
+        recording, state.recording = state.recording, None
+        if recording is None:
+            return
         keep = self.record_mode == "all" or state.failed
+        ended = time.monotonic()
+        paths: list[Path] = []
+        try:
+            paths = recording.stop()
+        except Exception as exc:  # a RecordError, or anything else: the run goes on all the same
+            if keep:
+                state.problems.append(f"recording failed: {exc}")
+            keep = False  # no broken file to point at
+            with contextlib.suppress(Exception):
+                paths = recording.paths
         shot = state.screenshot if state.shot_taken and state.screenshot.exists() else None
         if not keep:
             for path in [*paths, state.screenshot]:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     path.unlink()
             return
-        for path in paths:
-            item.user_properties.append((RECORDING_PROPERTY, str(path)))
+        properties = [(RECORDING_PROPERTY, str(path)) for path in paths]
+        if state.started is not None:
+            properties.append((RECORDED_PROPERTY, f"{ended - state.started:.3f}"))
         if shot is not None:
-            item.user_properties.append((SCREENSHOT_PROPERTY, str(shot)))
+            properties.append((SCREENSHOT_PROPERTY, str(shot)))
+        # The report holds a copy of the item's properties, made before this: --junitxml reads the teardown's.
+        item.user_properties.extend(properties)
+        report.user_properties.extend(properties)
         self.kept.append((item.nodeid, paths, shot))
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.kept:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.kept and not self.problems:
             return
         terminalreporter.write_sep("-", "impromptu recordings")
         for nodeid, paths, shot in self.kept:
             files = ", ".join(str(p) for p in paths) or "(no recording written)"
             extra = f" (last frame: {shot})" if shot is not None else ""
             terminalreporter.write_line(f"{nodeid}: {files}{extra}")
+        for nodeid, problem in self.problems:
+            terminalreporter.write_line(f"{nodeid}: impromptu: {problem}")

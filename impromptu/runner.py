@@ -359,6 +359,7 @@ async def _share_until(
         remote.links = {"control": keys.control_fragment(), "view": keys.view_fragment()}
     app_wait: asyncio.Task[int] | None = None
     session: ShareSession | None = None
+    recording: Recording | None = None
     stack = contextlib.AsyncExitStack()
     try:
         windows: tuple[WindowInfo, ...] = ()
@@ -415,7 +416,6 @@ async def _share_until(
             print(f"impromptu: files: uploads go to {folder.path}", file=sys.stderr, flush=True)
         if options.record is not None:
             recording = session.start_recording(options.record.path, options.record.segment_s)
-            stack.push_async_callback(_end_recording, session, recording)
             _print_recording(recording, len(session.surfaces))
         sharing = session
         server = signaling.server
@@ -461,11 +461,22 @@ async def _share_until(
         logger.info("%s exited with status %d", app.command[0] if app else "app", code)
         return code
     finally:
+        ending = sys.exc_info()[1]  # (what ends the run, if not a return)
         if app_wait is not None and not app_wait.done():
             app_wait.cancel()
+        failed: RecordError | None = None
+        if session is not None and recording is not None:
+            try:  # (a recording that failed midway left the sharing running: only the exit status tells)
+                await _end_recording(session, recording)
+            except RecordError as exc:
+                failed = exc
         if session is not None:
             await session.stop()
         await stack.aclose()
+        if failed is not None:
+            if ending is None:
+                raise failed  # status 1, whatever the run's own status was
+            print(f"impromptu: error: {failed}", file=sys.stderr, flush=True)  # (the other error follows)
 
 
 def _print_recording(recording: Recording, surfaces: int) -> None:
@@ -475,15 +486,12 @@ def _print_recording(recording: Recording, surfaces: int) -> None:
 
 
 async def _end_recording(session: ShareSession, recording: Recording) -> None:
+    """Stop ``recording`` and say what it recorded; ``RecordError`` if it failed or recorded nothing."""
     await session.stop_recording(recording)
-    if recording.error is not None:
-        print(f"impromptu: the recording failed: {recording.error}", file=sys.stderr, flush=True)
-    elif recording.started_us is None:
-        print(f"impromptu: nothing was recorded to {recording.path} (no frame came)", file=sys.stderr, flush=True)
-    else:
-        seconds = ((recording.ended_us or recording.started_us) - recording.started_us) / 1e6
-        files = ", ".join(str(p) for p in recording.paths)
-        print(f"impromptu: recorded {files} (about {seconds:.1f} s)", file=sys.stderr, flush=True)
+    assert recording.started_us is not None  # (else stop_recording raised)
+    seconds = ((recording.ended_us or recording.started_us) - recording.started_us) / 1e6
+    files = ", ".join(str(p) for p in recording.paths)
+    print(f"impromptu: recorded {files} (about {seconds:.1f} s)", file=sys.stderr, flush=True)
 
 
 def _report_to_lobby(remote: RemoteSignaling, session: ShareSession, thumbnails: bool) -> None:

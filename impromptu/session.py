@@ -302,12 +302,18 @@ class ShareSession:
         return await asyncio.to_thread(jpeg, small)
 
     async def stop(self) -> None:
+        """Stop sharing (idempotent): the recordings still running, all at once, then everything else. If a
+        recording failed, its ``RecordError`` is raised once everything is stopped (any other, logged)."""
         if self._stopped or not self._started:
             self._stopped = True
             return
         self._stopped = True
-        for recording in list(self._recordings):
-            await recording.close()
+        # All at once (each may wait up to CLOSE_FRAME_TIMEOUT_S for its last frame); one failing stops no other.
+        recordings = list(self._recordings)
+        closed = await asyncio.gather(*(recording.close() for recording in recordings), return_exceptions=True)
+        failures = [result for result in closed if isinstance(result, BaseException)]
+        for failure in failures[1:]:
+            logger.error("%s", failure)
         if self._attachment is not None:
             self._attachment.detach()
         if self._stats_task is not None:
@@ -324,6 +330,8 @@ class ShareSession:
             if self._sink_fd is not None:
                 asyncio.get_running_loop().remove_reader(self._sink_fd)
             self._sink.close()
+        if failures:
+            raise failures[0]  # once everything else is stopped
 
     # Recordings -----------------------------------------------------------------------------------------------
 
@@ -349,13 +357,15 @@ class ShareSession:
             on_closed=self._recording_closed,
         )
         self._recordings.add(recording)
-        self._update_active()
-        recording.start()
+        activated = self._update_active()
+        recording.start(request_keyframes=not activated)  # (activating the workers asked for keyframes)
         logger.info("recording %s to %s", self.display, path)
         return recording
 
     async def stop_recording(self, recording: Recording) -> None:
-        """End ``recording``: its files last until now and are complete when this returns (idempotent)."""
+        """End ``recording``: its files last until now and are complete when this returns (idempotent).
+        ``RecordError`` (``from`` the writer's error, if it failed) if the recording failed or nothing was
+        recorded; the files are finished even then, as far as they got."""
         await recording.close()
 
     @property
@@ -374,15 +384,17 @@ class ShareSession:
         self._recordings.discard(recording)
         self._update_active()
 
-    def _update_active(self) -> None:
-        """Surfaces capture while someone watches or something records, and only then."""
+    def _update_active(self) -> bool:
+        """Surfaces capture while someone watches or something records, and only then. Whether this just
+        activated them (``set_active(True)`` asks each for a keyframe too)."""
         active = bool(self._members) or bool(self._recordings)
         if active == self._active:
-            return  # (set_active(True) also asks for a keyframe: not for nothing)
+            return False  # (set_active(True) also asks for a keyframe: not for nothing)
         self._active = active
         for surface in self._surfaces.values():
             if surface.worker is not None and surface.state != "ended":
                 surface.worker.set_active(active)
+        return active
 
     def _publish(self, number: int, chunk: EncodedChunk) -> None:
         """A surface's encoded frame: to its viewers, and into every recording."""
@@ -411,9 +423,10 @@ class ShareSession:
         for surface in self._surfaces.values():
             if surface.state != "ended":
                 surface.hub.add(viewer)
-                assert surface.worker is not None
-                surface.worker.set_active(True)
-        self._active = True
+        if not self._update_active():
+            # Already capturing: the new viewer still starts from a keyframe of each surface.
+            for number in self._surfaces:
+                self._request_keyframe(number)
         self._send_presence()
 
     def _viewer_closed(self, viewer: ViewerPeer) -> None:

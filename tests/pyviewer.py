@@ -252,8 +252,10 @@ async def sharing(
         await session.start()
         yield session, server
     finally:
-        await session.stop()
-        await server.stop()
+        try:
+            await session.stop()  # (raises if a recording failed: the server stops all the same)
+        finally:
+            await server.stop()
 
 
 def link(session: ShareSession, server: SignalingServer, control: bool = True) -> str:

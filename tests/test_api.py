@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,31 +93,68 @@ def test_close_stops_apps_and_display(tmp_path: Path) -> None:
         vd.screenshot()
 
 
-def test_share_streams_to_a_viewer(vd: VirtualDisplay) -> None:
-    from impromptu.probe import run_probe
-    from impromptu.rtc import IcePolicy
+def encode_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("impromptu-encode-")]
 
-    share = vd.share(ice_addresses=("127.0.0.1",))
-    assert vd.share() is share
-    assert share.operator_url is not None
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#c=[\w-]+", share.operator_url)
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#v=[\w-]+", share.view_url)
-    report = asyncio.run(run_probe(share.view_url, 1.0, IcePolicy(addresses=("127.0.0.1",))))
-    assert report.role == "view" and (report.width, report.height) == SIZE and report.keyframes >= 1
-    share.stop()
-    assert vd.share() is not share  # a new share once stopped
+
+def dark_pixels(rgb: np.ndarray) -> int:
+    """Text pixels of a black-on-white terminal (the encoding blurs their edges: only clearly dark ones count)."""
+    return int((rgb.astype(np.int32).sum(axis=2) < 300).sum())
 
 
 def test_record_without_a_share(vd: VirtualDisplay, tmp_path: Path) -> None:
-    vd.launch(["xterm", "-T", "recorded", "-geometry", "40x10+0+0", "-bg", "red"])
-    vd.wait_for_window("recorded", timeout=15)
+    vd.launch(["xterm", "-T", "recorded", "-geometry", "40x10+0+0", "-bg", "white", "-fg", "black"], cwd=tmp_path)
+    window = vd.wait_for_window("recorded", timeout=15)
+    vd.click(window.x + window.width // 2, window.y + window.height // 2)  # the pointer's window has the keys
+    area = (slice(window.y, window.y + window.height), slice(window.x, window.x + window.width))
+    begun = time.monotonic()
     with vd.record(tmp_path / "api") as recording:
-        vd.type_text("echo recorded")
-        time.sleep(1.0)
+        assert recording.wait_started()
+        started = time.monotonic()
+        vd.type_text("echo recorded by impromptu > done.txt\n")
+        done = tmp_path / "done.txt"
+        wait_for(lambda: done.exists() and done.read_text() == "recorded by impromptu\n")
+        typed = vd.screenshot()
+        stopping = time.monotonic()
+    stopped = time.monotonic()
     paths = recording.stop()
     assert paths == [tmp_path / "api.mp4"] and recording.path == paths[0]
     with av.open(str(paths[0])) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    assert frames and frames[0].shape == (SIZE[1], SIZE[0], 3)
-    red = frames[-1][20, 20]
-    assert red[0] > 180 and red[1] < 80 and red[2] < 80, red
+        frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert len(frames) >= 2 and frames[0][1].shape == (SIZE[1], SIZE[0], 3)
+    # From the first frame written (before wait_started returned) to a frame captured after stop() began: all of
+    # [started, stopping], less a frame interval at 15 fps for where the capture ticks fall; and within the time
+    # record() and stop() took.
+    duration = frames[-1][0] - frames[0][0]
+    assert stopping - started - 1 / 15 - 0.02 <= duration <= stopped - begun, (duration, stopping - started)
+    # The typed line and its command's effect are in the last frame, not in the first (only the prompt then).
+    first, last = dark_pixels(frames[0][1][area]), dark_pixels(frames[-1][1][area])
+    assert last >= 0.8 * dark_pixels(typed[area]) and last > first + 100, (first, last, dark_pixels(typed[area]))
+
+
+def test_share_streams_to_a_viewer_through_the_recording_session(vd: VirtualDisplay, tmp_path: Path) -> None:
+    from impromptu.probe import run_probe
+    from impromptu.rtc import IcePolicy
+
+    with vd.record(tmp_path / "both") as recording:
+        assert recording.wait_started()
+        assert encode_threads() == ["impromptu-encode-0"]
+        # The session's ICE addresses are set at its start: not changed under a recording.
+        with pytest.raises(UsageError, match="ICE addresses"):
+            vd.share(ice_addresses=("127.0.0.1",))
+        share = vd.share()
+        assert vd.share() is share
+        # One capture and one encode for the recording and the viewers: never a second session.
+        assert encode_threads() == ["impromptu-encode-0"]
+        assert share.operator_url is not None
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#c=[\w-]+", share.operator_url)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#v=[\w-]+", share.view_url)
+        report = asyncio.run(run_probe(share.view_url, 1.0, IcePolicy(addresses=("127.0.0.1",))))
+        assert report.role == "view" and (report.width, report.height) == SIZE and report.keyframes >= 1
+    assert recording.stop() == [tmp_path / "both.mp4"]
+    share.stop()
+    assert encode_threads() == []
+    # Nothing records now: a share with other addresses starts a session of its own.
+    again = vd.share(ice_addresses=("127.0.0.1",))
+    assert again is not share and encode_threads() == ["impromptu-encode-0"]
+    again.stop()

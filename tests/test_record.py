@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -219,7 +220,11 @@ async def test_a_session_records_with_no_viewer_and_many_times(xvfb_display: str
             assert session.viewers == 0
             worker = session.surfaces[0].worker
             assert worker is not None
+            asked: list[str] = []
+            request_keyframe = worker.request_keyframe
+            worker.request_keyframe = lambda: (asked.append("keyframe"), request_keyframe())[1]  # type: ignore[method-assign]
             rec = session.start_recording(tmp_path / "one.mp4")
+            assert asked == [], "activating the workers asked for the keyframe: not twice"
             await until_written(rec, 1)  # a first frame, though nobody watches
             painter.fill(0x0000FF)
             blue_us = time.time_ns() // 1000
@@ -233,14 +238,17 @@ async def test_a_session_records_with_no_viewer_and_many_times(xvfb_display: str
             assert colour(frames[0][1]) == "red" and colour(frames[-1][1]) == "blue"
 
             # What the pytest plugin does: one recording per test, many in a session, each quick.
-            started = time.monotonic()
             for n in range(5):
                 painter.fill(0x00FF00 if n % 2 else 0xFF0000)
                 rec = session.start_recording(tmp_path / f"test-{n}.mp4")
                 await until_written(rec, 1)
                 await session.stop_recording(rec)
                 assert rec.paths == [tmp_path / f"test-{n}.mp4"] and frames_of(rec.paths[0])
-            assert (time.monotonic() - started) / 5 < 1.5
+            # Stopped at once, within the workers' keyframe rate limit of the last start: closing waits for the
+            # keyframe held back, and the file is there.
+            rec = session.start_recording(tmp_path / "at-once.mp4")
+            await session.stop_recording(rec)
+            assert rec.started.is_set() and frames_of(tmp_path / "at-once.mp4")
             with pytest.raises(RecordError, match=r"goes in a \.mp4 file"):
                 session.start_recording(tmp_path / "x.webm")
             assert not worker._active
@@ -319,6 +327,18 @@ def test_a_killed_desktop_leaves_a_playable_recording(tmp_path: Path) -> None:
     assert wall - record.KEYFRAME_INTERVAL_S - 2 * record.FRAGMENT_S - 0.5 <= duration_of(path) <= wall + 0.5
 
 
+def test_a_failed_recording_makes_the_exit_status_1(tmp_path: Path) -> None:
+    path = tmp_path / "full.mp4"
+    path.symlink_to("/dev/full")  # a disk that is full
+    with record_desktop(path, app="sleep 3") as desktop:  # (sharing goes on meanwhile, until the app exits)
+        assert desktop.proc.wait(30) == 1
+        assert desktop.proc.stderr is not None
+        lines = desktop.proc.stderr.read().splitlines()
+    assert any("failed, and stops here (sharing goes on)" in line for line in lines), lines
+    errors = [line for line in lines if line.startswith("impromptu: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"impromptu: error: recording {path} failed: "), lines
+
+
 def test_an_idle_recording_is_small_and_plays_at_true_speed(tmp_path: Path) -> None:
     path = tmp_path / "idle.mp4"
     with record_desktop(path) as desktop:
@@ -391,22 +411,142 @@ def test_bad_record_options_are_one_line_usage_errors(args: list[str], text: str
     assert len(lines) == 1 and lines[0].startswith("impromptu: error: ") and text in lines[0], result.stderr
 
 
-def test_asyncio_is_not_blocked(tmp_path: Path) -> None:
-    """feed() returns at once even while the writer is busy (it never touches the disk)."""
+async def test_feed_never_waits_for_a_busy_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """feed() queues while the writer is stuck (it never touches the disk), and drops once the queue is full."""
+    synthetic = Synthetic()
+    rec, asked = recording(tmp_path / "rec.mp4", synthetic)
+    writing, go_on = threading.Event(), threading.Event()
+    write = rec._write
 
-    async def go() -> float:
-        synthetic = Synthetic()
-        rec, _ = recording(tmp_path / "rec.mp4", synthetic)
-        rec.start()
-        chunks = [synthetic.chunk(i / 30, (255, 0, 0), keyframe=i == 0) for i in range(60)]
-        started = time.perf_counter()
-        for chunk in chunks:
+    def stuck(chunk: EncodedChunk) -> None:  # on the writer thread: a disk that does not answer
+        writing.set()
+        go_on.wait()
+        write(chunk)
+
+    monkeypatch.setattr(rec, "_write", stuck)
+    chunks = [synthetic.chunk(i / 30, (255, 0, 0), keyframe=i == 0) for i in range(6)]
+    rec.start()
+    try:
+        rec.feed(chunks[0])
+        assert await asyncio.to_thread(writing.wait, 10), "the writer took the first chunk"
+        monkeypatch.setattr(record, "QUEUE_MAX_BYTES", sum(len(c.data) for c in chunks[1:4]))
+        for chunk in chunks[1:4]:
             rec.feed(chunk)
-        spent = time.perf_counter() - started
-        await rec.close()
-        return spent
+        assert [item.seq for _, item in rec._queue] == [2, 3, 4] and rec.dropped == 0 and asked == [0]
+        rec.feed(chunks[4])  # the queue is full: dropped, and a keyframe asked for
+        rec.feed(chunks[5])  # not a keyframe: dropped too, and no second request
+        assert len(rec._queue) == 3 and rec.dropped == 1 and asked == [0, 0]
+        assert not go_on.is_set()
+    finally:
+        go_on.set()
+    await rec.close()
+    assert len(frames_of(tmp_path / "rec.mp4")) == 4
 
-    assert asyncio.run(go()) < 0.05
+
+async def test_a_failed_writer_is_raised_at_close_and_sharing_is_not_touched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synthetic = Synthetic()
+    rec, _ = recording(tmp_path / "rec.mp4", synthetic)
+    full = OSError(28, "No space left on device")
+
+    def fail(self: Any, chunk: EncodedChunk) -> None:
+        raise full
+
+    rec.start()
+    rec.feed(synthetic.chunk(0.0, (255, 0, 0), keyframe=True))
+    await wait_until(rec.started.is_set)
+    monkeypatch.setattr(record._File, "write", fail)
+    rec.feed(synthetic.chunk(0.1, (255, 0, 0)))
+    await wait_until(lambda: rec.error is not None)
+    rec.feed(synthetic.chunk(0.2, (255, 0, 0)))  # (still fed: nothing raises where the stream is)
+    with pytest.raises(RecordError, match=r"recording .*rec\.mp4 failed: .*No space left") as caught:
+        await rec.close()
+    assert caught.value.__cause__ is full and rec.closed
+    with pytest.raises(RecordError, match="No space left"):
+        await rec.close()  # idempotent: says it again
+    assert [round(t, 1) for t, _ in frames_of(tmp_path / "rec.mp4")] == [0.0], "the file as far as it got"
+
+
+async def test_started_is_an_event_and_started_us_is_set_once(tmp_path: Path) -> None:
+    one, two = Synthetic(), Synthetic()
+    asked: list[int] = []
+    codec = one.encoder.codec
+    rec = Recording(tmp_path / "rec.mp4", {0: (codec, 64, 48), 1: (codec, 64, 48)}, lambda n: asked.append(n) is None)
+    rec.start()
+    assert not rec.started.is_set() and rec.started_us is None
+    rec.feed(one.chunk(0.5, (255, 0, 0), keyframe=True))
+    assert await asyncio.to_thread(rec.started.wait, 10)
+    assert rec.started_us == T0 + 500_000
+    second = two.chunk(0.4, (0, 0, 255), keyframe=True)  # captured earlier, written later
+    rec.feed(EncodedChunk(1, second.seq, second.keyframe, second.capture_us, second.data))
+    await until_written(rec, T0 + 500_000)
+    closing = asyncio.ensure_future(rec.close())
+    await wait_until(lambda: len(asked) >= 4)  # closing asked both for a last frame
+    rec.feed(one.chunk(0.6, (255, 0, 0)))
+    rec.feed(EncodedChunk(1, 2, False, T0 + 600_000, two.chunk(0.6, (0, 0, 255)).data))
+    await closing
+    assert rec.started_us == T0 + 500_000, "the first frame written: not rewritten by another surface's"
+    assert rec.ended_us is not None and rec.ended_us >= T0 + 600_000
+
+
+async def test_a_recording_closed_before_its_first_keyframe(tmp_path: Path) -> None:
+    synthetic = Synthetic()
+    rec = Recording(tmp_path / "rec.mp4", {0: (synthetic.encoder.codec, 64, 48)}, lambda n: True)
+    rec.start()
+    closing = asyncio.ensure_future(rec.close())
+    await wait_until(lambda: rec._last_frame is not None)  # closing waits for a last frame
+    # The first keyframe, held back by the workers' rate limit, comes only now.
+    assert not closing.done()
+    rec.feed(synthetic.chunk(0.0, (255, 0, 0), keyframe=True))
+    await closing
+    assert rec.started.is_set() and len(frames_of(tmp_path / "rec.mp4")) == 1
+
+    # None comes at all (a paused window): said so, rather than no file and no word.
+    rec, _ = recording(tmp_path / "none.mp4", synthetic)
+    rec.start()
+    with pytest.raises(RecordError, match=r"none\.mp4 failed: nothing was recorded: no keyframe came within"):
+        await rec.close()
+    assert not (tmp_path / "none.mp4").exists()
+
+
+async def test_a_session_closes_its_recordings_together_and_says_which_failed(
+    xvfb_display: str, tmp_path: Path
+) -> None:
+    painter = XWindow(xvfb_display, 0, 0, 640, 480)
+    painter.fill(0xFF0000)
+    try:
+        with pytest.raises(RecordError, match=r"bad\.mp4 failed: the disk"):
+            async with sharing(xvfb_display) as (session, _server):
+                good = session.start_recording(tmp_path / "good.mp4")
+                bad = session.start_recording(tmp_path / "bad.mp4")
+                await wait_until(lambda: good.started.is_set() and bad.started.is_set())
+                both_closing = asyncio.Event()
+                entered: list[Recording] = []
+
+                def together(rec: Recording) -> Callable[[], Any]:
+                    close = rec._close
+
+                    async def closing() -> None:
+                        entered.append(rec)
+                        if len(entered) == 2:
+                            both_closing.set()
+                        await asyncio.wait_for(both_closing.wait(), 10)  # one after the other: never
+                        await close()
+
+                    return closing
+
+                good._close = together(good)  # type: ignore[method-assign]
+                bad._close = together(bad)  # type: ignore[method-assign]
+
+                def fail(chunk: EncodedChunk) -> None:
+                    raise OSError("the disk is full")
+
+                bad._write = fail  # type: ignore[method-assign]
+        assert not session.recordings and good.closed and bad.closed
+        assert frames_of(tmp_path / "good.mp4") and bad.error is not None
+    finally:
+        painter.close()
 
 
 def test_share_takes_the_options_and_the_environment_too() -> None:

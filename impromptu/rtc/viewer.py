@@ -324,5 +324,7 @@ class DesktopConnection:
             await self.pc.close()
         finally:
             self.closed.set()
+            if self._ws is not None:
+                await self._ws.close()  # before its session: else aiohttp warns of an unclosed connection
             if self._http is not None:
                 await self._http.close()

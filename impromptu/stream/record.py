@@ -7,7 +7,11 @@ chunks are dropped, with one log line, up to the next keyframe, which is then as
 
 **Timestamps** follow the capture clock: a packet's time is its ``capture_us`` less the first frame's, so a file
 plays at true speed, and an idle screen (the worker encodes only on change) costs nothing but the periodic
-keyframes. Closing asks for one last frame (a keyframe), so the file lasts until the moment it was closed.
+keyframes. Closing asks for one last frame (a keyframe), so the file lasts until the moment it was closed; a
+surface that has sent no keyframe yet (a recording stopped at once) is waited for as long.
+
+**Failures** are the recording's own: a writer that fails (a full disk) stops writing there, with one log line,
+while sharing goes on; ``close()`` then raises ``RecordError``, as it does when nothing at all was recorded.
 
 **Surviving SIGKILL.** MP4 is written fragmented (``frag_keyframe+empty_moov+default_base_moof``) with a fragment
 cut at least every ``FRAGMENT_S`` of stream and flushed to the file as it is cut; WebM is written with a cluster
@@ -76,7 +80,6 @@ CLOSE_FRAME_TIMEOUT_S = 1.0
 MIN_SEGMENT_S = 1.0
 _TIME_BASE = Fraction(1, 1_000_000)
 _CONTAINERS = {".mp4": ("mp4", "h264"), ".webm": ("webm", "vp8")}
-_SEGMENT_RE = re.compile(r"(\d{6})-(\d+)\.(mp4|webm)")
 
 
 def container_for(codec: str) -> str:
@@ -317,6 +320,8 @@ class _Feed:
     last_us: int = 0
     resync: bool = True
     """Drop this surface's chunks until a keyframe (at start, and after chunks were dropped)."""
+    closing_us: int = 0
+    """While closing: the capture time of the frame closing waits for from this surface."""
 
 
 class Recording:
@@ -360,15 +365,27 @@ class Recording:
         self.keyframe_interval_s = KEYFRAME_INTERVAL_S
         if segment_s is not None:
             self.keyframe_interval_s = min(KEYFRAME_INTERVAL_S, max(MIN_SEGMENT_S, segment_s / 2))
+        self.started = threading.Event()
+        """Set by the writer thread once the first frame (a keyframe, of whichever surface has one first) is in a
+        file: the recording has begun. ``started_us`` is set before it. Wait on it rather than poll
+        ``started_us``; it is never set if nothing is recorded (``close()`` then raises ``RecordError``)."""
         self.started_us: int | None = None
-        """Capture time of the first frame written (µs since the epoch), or ``None`` if none was."""
+        """Capture time (µs since the epoch) of the first frame written, of any surface; ``None`` until
+        ``started`` is set. Set once by the writer thread — except with ``segment_s``, where closing sets it once
+        more, to the first frame kept in the files (older ones were dropped). Final when ``close()`` returns."""
         self.ended_us: int | None = None
-        """Capture time of the last frame written, or ``None``."""
+        """Capture time of the newest frame written so far, of any surface (the greatest), or ``None`` if none
+        was; it only grows, as the writer thread writes. Final when ``close()`` returns."""
         self._kept_from: list[int] = []
         self.dropped = 0
         """Chunks dropped because the writer fell behind (the disk stalled)."""
         self.error: BaseException | None = None
-        """What stopped the writer, if anything did (logged too); the recording then ends there."""
+        """What stopped the writer, if anything did (logged too); the recording then ends there, and ``close()``
+        raises ``RecordError`` from it. Sharing goes on meanwhile: only the files stop."""
+        self._started_at = 0.0
+        """When ``start()`` ran (``time.monotonic()``)."""
+        self._waited_s = 0.0
+        """From ``start()`` to the end of closing: how long a keyframe was waited for, if none came."""
 
     @property
     def path(self) -> Path:
@@ -385,14 +402,17 @@ class Recording:
     def closed(self) -> bool:
         return self._state == "closed"
 
-    def start(self) -> None:
-        """Start the writer thread and ask every surface for a keyframe (a recording starts with one)."""
+    def start(self, request_keyframes: bool = True) -> None:
+        """Start the writer thread and ask every surface for a keyframe (a recording starts with one) — unless
+        ``request_keyframes`` is false: the caller has just asked for them already."""
         if self._state != "new":
             raise RecordError("a recording can only be started once")
         self._state = "recording"
+        self._started_at = time.monotonic()
         self._thread.start()
-        for number in self._feeds:
-            self._request_keyframe(number)
+        if request_keyframes:
+            for number in self._feeds:
+                self._request_keyframe(number)
         self._ticker = asyncio.ensure_future(self._keyframes())
 
     def feed(self, chunk: EncodedChunk) -> None:
@@ -431,9 +451,10 @@ class Recording:
             self._last_frame.set()
 
     def _closing_done(self) -> bool:
-        """Whether every surface that can has sent a frame captured since closing began."""
-        closing_us = self._closing_us
-        return closing_us is not None and all(f.last_us >= closing_us for f in self._feeds.values() if not f.gone)
+        """Whether every surface that can has sent the last frame closing waits for."""
+        return self._closing_us is not None and all(
+            f.last_us >= f.closing_us for f in self._feeds.values() if not f.gone
+        )
 
     def resized(self, number: int, codec: str, width: int, height: int) -> None:
         """On the loop, before the first chunk of the new size: surface ``number`` goes on in a new file."""
@@ -453,7 +474,11 @@ class Recording:
 
     async def close(self) -> None:
         """Ask for one last frame (so the files last until now), then finish the files and end the thread.
-        Idempotent; a second call waits for the first."""
+        Idempotent; a second call waits for the first, and raises as it does.
+
+        Raises ``RecordError`` — once the files are finished and the thread has ended — if the writer failed
+        (``from`` its error, ``self.error``) or if nothing was recorded (no keyframe came, not even the one
+        closing waits up to ``CLOSE_FRAME_TIMEOUT_S`` for): ``recording FILE failed: …``."""
         if self._state == "new":
             self._state = "closed"
             self._on_closed(self)
@@ -461,6 +486,13 @@ class Recording:
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
+        if self.error is not None:
+            raise RecordError(f"recording {self._path} failed: {self.error}") from self.error
+        if not self.started.is_set():
+            raise RecordError(
+                f"recording {self._path} failed: nothing was recorded: no keyframe came within "
+                f"{self._waited_s:.1f} s (the windows were paused or gone, or the recording was stopped at once)"
+            )
 
     async def _close(self) -> None:
         if self._ticker is not None:
@@ -471,8 +503,11 @@ class Recording:
         self._last_frame = asyncio.Event()
         waiting = False
         for number, feed in self._feeds.items():
-            if not feed.gone and not feed.resync and self._request_keyframe(number):
+            if not feed.gone and self._request_keyframe(number):
                 waiting = True
+                # A frame captured from now on; or, from a surface still waiting for a keyframe (a recording
+                # stopped at once, while the workers' keyframe rate limit holds it back), that keyframe.
+                feed.closing_us = feed.last_us + 1 if feed.resync else self._closing_us
             else:
                 feed.gone = True  # nothing to wait for
         if waiting:
@@ -483,6 +518,7 @@ class Recording:
             self._queue.append(("stop", None))
             self._cond.notify()
         await asyncio.to_thread(self._thread.join)
+        self._waited_s = time.monotonic() - self._started_at
         self._state = "closed"
         self._on_closed(self)
 
@@ -519,7 +555,7 @@ class Recording:
                         self._resize(*item)
                 except Exception as exc:
                     self.error = exc
-                    logger.error("recording %s failed, and stops here: %s", self._path, exc)
+                    logger.error("recording %s failed, and stops here (sharing goes on): %s", self._path, exc)
                     logger.debug("recording failed", exc_info=True)
         finally:
             for track in self._tracks.values():
@@ -540,9 +576,10 @@ class Recording:
             with self._cond:
                 track.paths.append(path)
         track.target.write(chunk)
-        if self.started_us is None or chunk.capture_us < self.started_us:
-            self.started_us = chunk.capture_us
         self.ended_us = max(self.ended_us or 0, chunk.capture_us)
+        if self.started_us is None:
+            self.started_us = chunk.capture_us
+            self.started.set()
 
     def _resize(self, number: int, codec: str, width: int, height: int) -> None:
         track = self._tracks[number]

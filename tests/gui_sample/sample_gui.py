@@ -1,14 +1,16 @@
-"""GUI tests as a project would write them, with the ``vdisplay`` fixture of ``pytest --impromptu``. The last one
-fails on purpose, after showing a full-screen red window for a second and a half, so that its recording can be
-checked (tests/test_pytest_plugin.py)."""
+"""GUI tests as a project would write them, with the ``vdisplay`` fixture of ``pytest --impromptu``. The last two
+fail on purpose, so that their recordings can be checked (tests/test_pytest_plugin.py): one after showing a
+full-screen red window for a second and a half, one in the teardown of its fixture."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from impromptu import VirtualDisplay
 
@@ -49,3 +51,15 @@ def test_red_window_fails_on_purpose(vdisplay: VirtualDisplay) -> None:
     wait_for_colour(vdisplay, (255, 0, 0))
     time.sleep(1.5)  # the app goes on drawing: a second and a half of activity in the recording
     raise AssertionError("this test fails on purpose, to leave a recording behind")
+
+
+@pytest.fixture
+def fails_in_teardown(vdisplay: VirtualDisplay) -> Iterator[VirtualDisplay]:
+    yield vdisplay
+    raise RuntimeError("this fixture fails its teardown on purpose")
+
+
+def test_teardown_fails_on_purpose(fails_in_teardown: VirtualDisplay) -> None:
+    fails_in_teardown.launch([*APP, "--title", "sample yellow", "--colour", "ffff00"])
+    fails_in_teardown.wait_for_window("sample yellow", timeout=10)
+    wait_for_colour(fails_in_teardown, (255, 255, 0))
