@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -50,10 +51,41 @@ class Desktop:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=timeout)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the desktop cleans up nothing. Its children (Xvfb, the app), which it would have
+        stopped, are then killed here, so that the test leaves no process behind."""
+        left = descendants(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def peer_connections(self) -> int:
         """How many peer connections the desktop process holds: each has one UDP socket (ICE on one address,
         everything bundled), and nothing else in the process uses UDP."""
         return udp_sockets(self.proc.pid)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` now (children, their children, …), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat.rpartition(")")[2].split()[1])  # (the command name may hold spaces and parentheses)
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def udp_sockets(pid: int) -> int:

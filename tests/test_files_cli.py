@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 from pathlib import Path
 
@@ -97,8 +96,7 @@ def test_a_desktop_killed_mid_upload_leaves_no_file_under_its_name(xvfb_display:
                 return bool(parts) and parts[0].stat().st_size > 10 << 20
 
             wait_for(partial_grew, 60, "the upload to be under way")
-            desktop.proc.send_signal(signal.SIGKILL)
-            desktop.proc.wait()
+            desktop.kill()
         finally:
             sender.kill()
             sender.wait()

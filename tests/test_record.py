@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -317,8 +316,7 @@ def test_a_killed_desktop_leaves_a_playable_recording(tmp_path: Path) -> None:
         assert any(f"recording to {path}" in line for line in desktop.stderr)
         # No viewer ever connects: the recording alone makes the surface encode.
         wait_for_file(path, lambda p: "blue" in colours_seen(p) and duration_of(p) >= 5.0, "blue, 5 s on disk")
-        desktop.proc.send_signal(signal.SIGKILL)
-        desktop.proc.wait(10)
+        desktop.kill()
         wall = time.monotonic() - started
     frames = frames_of(path)
     assert len(frames) >= 3
@@ -379,8 +377,7 @@ def test_record_segment_keeps_the_last_seconds(segment_run: tuple[Path, Any]) ->
 
 def test_record_segment_after_sigkill(segment_run: tuple[Path, Any]) -> None:
     path, desktop = segment_run
-    desktop.proc.send_signal(signal.SIGKILL)
-    desktop.proc.wait(10)
+    desktop.kill()
     assert 2.0 <= duration_of(path) <= 3.5, "the file: at least the last 2 s up to the last complete segment"
     segments = sorted(path.with_name(".last.mp4.segments").iterdir())
     assert 2 <= len(segments) <= 5
