@@ -121,7 +121,11 @@ def test_two_desktops_in_the_lobby_each_opens_its_own_screen_and_a_restart_stops
             lobby.locator("li.desktop", has_text=name).locator("a.open").click()
         page = opened.value
         page.wait_for_function("() => window.impromptu && window.impromptu.framesDecoded > 0", timeout=20_000)
-        wait_for(lambda page=page, name=name: _near(_center(page), COLORS[name]), 10, f"{name}'s screen")
+        try:
+            wait_for(lambda page=page, name=name: _near(_center(page), COLORS[name]), 10, f"{name}'s screen")
+        except AssertionError as exc:
+            shown = page.evaluate("() => [window.impromptu.state, window.impromptu.framesDecoded, location.hash]")
+            raise AssertionError(f"{exc}: the page shows {_center(page)} ({shown})") from None
         pages[name] = page
     assert desktops["alpha"].url.endswith(pages["alpha"].url.partition("/view")[2])
 
