@@ -270,6 +270,9 @@ async def test_each_window_has_its_file_and_a_resize_goes_on_in_another(
         control.create_resource_object("window", first.id).configure(width=240, height=180)
         control.sync()
         await wait_until(lambda: len(rec.paths) == 3)
+        # A resized window is blank until its app repaints it: stop once the new file holds the repainted window
+        # (fragments reach the disk at each keyframe, one at least every KEYFRAME_INTERVAL_S on a still window).
+        await wait_until(lambda: last_colour(tmp_path / "win.1.mp4") == "red", 15)
         await session.stop_recording(rec)
     assert rec.paths == [tmp_path / "win.mp4", tmp_path / "win.1.mp4", tmp_path / "win-2.mp4"]  # by surface
     for path, size, name in zip(rec.paths, [(160, 120), (240, 180), (200, 100)], ["red", "red", "blue"], strict=True):
@@ -298,6 +301,15 @@ def wait_for_file(path: Path, check: Callable[[Path], bool], what: str, timeout:
             return False  # not yet a file with a fragment
 
     wait_for(ready, timeout, what, interval=0.2)
+
+
+def last_colour(path: Path) -> str | None:
+    """The colour of the last picture on disk so far, or ``None`` while the file has none."""
+    try:
+        frames = frames_of(path)
+    except (av.error.FFmpegError, OSError):
+        return None
+    return colour(frames[-1][1]) if frames else None
 
 
 def colours_seen(path: Path) -> list[str]:
