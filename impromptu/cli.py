@@ -24,7 +24,6 @@ from impromptu.errors import ImpromptuError, UsageError
 from impromptu.relay.session import DEFAULT_MAX_VIEWERS as DEFAULT_RELAY_VIEWERS
 from impromptu.relay.session import MAX_VIEWERS as MAX_RELAY_VIEWERS
 from impromptu.rtc import IcePolicy
-from impromptu.rtc.ice import parse_port_range
 from impromptu.runner import (
     FilesOptions,
     JoinOptions,
@@ -716,12 +715,7 @@ def _ice(
     public_address: str | None = None,
 ) -> IcePolicy:
     try:
-        return IcePolicy(
-            addresses=tuple(addresses or ()),
-            servers=tuple(servers or ()),
-            ports=None if ports is None else parse_port_range(ports),
-            public_address=public_address,
-        )
+        return IcePolicy.from_options(tuple(addresses or ()), tuple(servers or ()), ports, public_address)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 

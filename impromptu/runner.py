@@ -27,7 +27,6 @@ from impromptu.errors import AppError, ImpromptuError, RecordError, UsageError
 from impromptu.files.folder import PART_RE, TransferFolder
 from impromptu.link import LinkKeys, link_host
 from impromptu.rtc import IcePolicy
-from impromptu.rtc.ice import parse_port_range
 from impromptu.session import MAX_PEERS, ShareOptions, ShareSession, in_daemon_thread
 from impromptu.signaling import DesktopSignaling, RemoteSignaling, SignalingServer, SignalUrl
 from impromptu.stats.report import prometheus
@@ -199,12 +198,7 @@ class RunOptions:
     ) -> RunOptions:
         host, port = parse_bind(bind)
         try:
-            ice = IcePolicy(
-                addresses=ice_addresses,
-                servers=ice_servers,
-                ports=None if ice_ports is None else parse_port_range(ice_ports),
-                public_address=ice_public_address,
-            )
+            ice = IcePolicy.from_options(ice_addresses, ice_servers, ice_ports, ice_public_address)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         control = ControlMode.ONE if one_controller else ControlMode.SHARED

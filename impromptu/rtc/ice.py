@@ -218,6 +218,19 @@ class IcePolicy:
             except ValueError as exc:
                 raise ValueError(f"--ice-public-address {self.public_address!r} is not an IP address") from exc
 
+    @classmethod
+    def from_options(
+        cls,
+        addresses: tuple[str, ...] = (),
+        servers: tuple[str, ...] = (),
+        ports: str | None = None,
+        public_address: str | None = None,
+    ) -> IcePolicy:
+        """The policy of ``--ice-address``, ``--ice-server``, ``--ice-ports`` and ``--ice-public-address`` as given;
+        ``ValueError`` naming the option that is wrong."""
+        port_range = None if ports is None else parse_port_range(ports)
+        return cls(addresses=addresses, servers=servers, ports=port_range, public_address=public_address)
+
     @property
     def loopback_only(self) -> bool:
         return bool(self.addresses) and all(_is_loopback(a) for a in self.addresses)
